@@ -198,7 +198,9 @@ if CHANNEL_REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-QUEUE_NAMESPACE = env_str("QUEUE_NAMESPACE", "")  # prefixes queue names, so tests can share a Redis
+QUEUE_NAMESPACE = env_str("QUEUE_NAMESPACE", "mockups")  # Redis key namespace, so tests can share a Redis
+# How long a worker may go silent before Redis hands its unfinished messages to another worker.
+BROKER_HEARTBEAT_TIMEOUT_MS = env_int("BROKER_HEARTBEAT_TIMEOUT_MS", 60_000, minimum=1000)
 
 # -- auth ----------------------------------------------------------------------------------
 
@@ -261,6 +263,7 @@ TINY_MODELS_DIR = Path(env_str("TINY_MODELS_DIR", str(MODELS_DIR / "tiny")))
 SDXL_BASE_MODEL = env_str("SDXL_BASE_MODEL", "stabilityai/stable-diffusion-xl-base-1.0")
 SDXL_CONTROLNET_MODEL = env_str("SDXL_CONTROLNET_MODEL", "diffusers/controlnet-canny-sdxl-1.0")
 MODEL_DTYPE = env_str("MODEL_DTYPE", "auto")  # auto, fp16, bf16, fp32
+ENGINE_COMPILE = env_bool("ENGINE_COMPILE", False)  # torch.compile the UNet and ControlNet (CUDA)
 REMBG_MODEL_DIR = Path(env_str("REMBG_MODEL_DIR", str(MODELS_DIR / "rembg")))
 REMBG_MODEL = env_str("REMBG_MODEL", "u2net")
 GPU_HOURLY_PRICE = env_float("GPU_HOURLY_PRICE", 2.50)
@@ -274,6 +277,9 @@ JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 MERCHANT_MAX_ACTIVE_JOBS = env_int("MERCHANT_MAX_ACTIVE_JOBS", 10, minimum=1)
 JOB_TIME_LIMIT_S = env_int("JOB_TIME_LIMIT_S", 15 * 60, minimum=10)
 JOB_MAX_AGE_S = env_int("JOB_MAX_AGE_S", 24 * 3600, minimum=60)
+# A running job holds a lease it renews while it works; a dead worker's lease runs out after this.
+JOB_LEASE_S = env_int("JOB_LEASE_S", 60, minimum=2)
+REMBG_ALLOW_FALLBACK = env_bool("REMBG_ALLOW_FALLBACK", True)
 
 # -- security in production ----------------------------------------------------------------
 

@@ -1,13 +1,10 @@
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from mockups.jobs.media import media_serve
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("media/s/<str:token>", media_serve, name="media-signed"),
     path("", include("mockups.web.urls")),
 ]
-
-if settings.DEBUG:
-    from django.conf.urls.static import static
-
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

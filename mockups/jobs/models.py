@@ -69,8 +69,14 @@ class Job(models.Model):
     webhook_events = models.JSONField(default=list, blank=True)
     idempotency_key = models.CharField(max_length=200, blank=True)
 
+    # A worker working on the job holds a lease and renews it; a dead worker's lease runs out,
+    # so its redelivered message can take over without two workers ever running the same stage.
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
     gpu_seconds = models.FloatField(default=0.0)
     created_at = models.DateTimeField(default=timezone.now)
+    prepared_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     generating_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
