@@ -12,7 +12,7 @@ import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -26,10 +26,12 @@ from mockups.catalog.models import OutputPreset, Style
 from mockups.catalog.selectors import style_get_for_merchant
 from mockups.errors import DomainError, NotFound, ValidationFailed
 from mockups.jobs.events import event_publish
-from mockups.jobs.intake import ValidatedImage
 from mockups.jobs.media import media_url
 from mockups.jobs.models import ACTIVE_JOB_STATUSES, Job, JobStatus, Variation, VariationStatus, job_file_path
 from mockups.jobs.selectors import job_active_count
+
+if TYPE_CHECKING:
+    from mockups.jobs.intake import ValidatedImage
 
 logger = logging.getLogger(__name__)
 
