@@ -44,7 +44,9 @@ class DatabaseConnections(Middleware):
     after_skip_message = after_process_message
 
 
-def broker_create(url: str, *, namespace: str = "", heartbeat_timeout_ms: int = 60_000) -> dramatiq.Broker:
+def broker_create(
+    url: str, *, namespace: str = "", heartbeat_timeout_ms: int = 60_000, maintenance_chance: int = 1000
+) -> dramatiq.Broker:
     broker: dramatiq.Broker
     if not url:
         broker = StubBroker()
@@ -60,7 +62,8 @@ def broker_create(url: str, *, namespace: str = "", heartbeat_timeout_ms: int = 
             url=url,
             namespace=namespace or "dramatiq",
             heartbeat_timeout=heartbeat_timeout_ms,
-            maintenance_chance=50,  # requeue a dead worker's messages promptly
+            # Out of a million broker commands, how many also requeue the messages of dead workers.
+            maintenance_chance=maintenance_chance,
         )
     else:
         raise ValueError(f"BROKER_URL {url!r} must start with redis://, rediss:// or amqp://")
@@ -84,6 +87,7 @@ def broker_setup() -> dramatiq.Broker:
                 settings.BROKER_URL,
                 namespace=settings.QUEUE_NAMESPACE,
                 heartbeat_timeout_ms=settings.BROKER_HEARTBEAT_TIMEOUT_MS,
+                maintenance_chance=settings.BROKER_MAINTENANCE_CHANCE,
             )
             dramatiq.set_broker(broker)
             for queue in ALL_QUEUES:

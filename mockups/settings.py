@@ -202,6 +202,7 @@ else:
 QUEUE_NAMESPACE = env_str("QUEUE_NAMESPACE", "mockups")  # Redis key namespace, so tests can share a Redis
 # How long a worker may go silent before Redis hands its unfinished messages to another worker.
 BROKER_HEARTBEAT_TIMEOUT_MS = env_int("BROKER_HEARTBEAT_TIMEOUT_MS", 60_000, minimum=1000)
+BROKER_MAINTENANCE_CHANCE = env_int("BROKER_MAINTENANCE_CHANCE", 1000, minimum=0)
 
 # -- auth ----------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ def job_snapshot(job: Job) -> dict[str, Any]:
     return {
         "id": str(job.public_id),
         "status": job.status,
+        "attempts": job.attempts,
         "seq": job.event_seq,
         "position": job_queue_position(job=job),
         "eta_seconds": job_eta_seconds(job=job),
