@@ -77,6 +77,12 @@ def _prepare(claim: Claim) -> None:
 
     original = _load_image(claim.job.original.name)
     result = runtime.background_remover().remove_background(original)
+    if result.mask.getextrema()[1] < 255:
+        raise DomainError(
+            "We could not find a product in this photo. Use a photo of one product on a plain background.",
+            code="no_product",
+            status_code=422,
+        )
     control = canny_control_image(result.rgba)
     job_mark_prepared(
         claim=claim,
