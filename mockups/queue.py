@@ -38,7 +38,9 @@ class DatabaseConnections(Middleware):
     def before_process_message(self, broker: Any, message: Any) -> None:
         self._close()
 
-    def after_process_message(self, broker: Any, message: Any, *, result: Any = None, exception: Any = None) -> None:
+    def after_process_message(
+        self, broker: Any, message: Any, *, result: Any = None, exception: Any = None
+    ) -> None:
         self._close()
 
     after_skip_message = after_process_message
@@ -110,7 +112,9 @@ def embedded_worker_start() -> None:
             return
         broker = dramatiq.get_broker()
         gpu = dramatiq.Worker(broker, queues={QUEUE_GPU}, worker_threads=1, worker_timeout=100)
-        cpu = dramatiq.Worker(broker, queues={QUEUE_CPU, QUEUE_WEBHOOKS}, worker_threads=2, worker_timeout=100)
+        cpu = dramatiq.Worker(
+            broker, queues={QUEUE_CPU, QUEUE_WEBHOOKS}, worker_threads=2, worker_timeout=100
+        )
         for worker in (gpu, cpu):
             worker.start()
             _embedded_workers.append(worker)

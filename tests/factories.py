@@ -20,9 +20,13 @@ from mockups.jobs.models import Job, Variation
 _counter = itertools.count(1)
 
 
-def make_user(*, merchant: Merchant | None, role: str = "member", password: str = "correct horse battery") -> Any:
+def make_user(
+    *, merchant: Merchant | None, role: str = "member", password: str = "correct horse battery"
+) -> Any:
     n = next(_counter)
-    user = get_user_model().objects.create_user(username=f"user{n}@example.com", email=f"user{n}@example.com", password=password)
+    user = get_user_model().objects.create_user(
+        username=f"user{n}@example.com", email=f"user{n}@example.com", password=password
+    )
     if merchant is not None:
         Membership.objects.create(user=user, merchant=merchant, role=role)
     return user
@@ -35,7 +39,9 @@ def make_merchant(name: str | None = None) -> Merchant:
 def make_style(**fields: Any) -> Style:
     n = next(_counter)
     fields.setdefault("prompt_template", "a photo of {product} on a table")
-    return style_create(slug=fields.pop("slug", f"style-{n}"), name=fields.pop("name", f"Style {n}"), **fields)
+    return style_create(
+        slug=fields.pop("slug", f"style-{n}"), name=fields.pop("name", f"Style {n}"), **fields
+    )
 
 
 def png_bytes(size: tuple[int, int] = (96, 96), color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
@@ -44,7 +50,9 @@ def png_bytes(size: tuple[int, int] = (96, 96), color: tuple[int, int, int] = (2
     return buffer.getvalue()
 
 
-def make_job(*, merchant: Merchant, styles: list[Style] | None = None, status: str = "queued", **fields: Any) -> Job:
+def make_job(
+    *, merchant: Merchant, styles: list[Style] | None = None, status: str = "queued", **fields: Any
+) -> Job:
     data = png_bytes()
     job = Job(
         merchant=merchant,

@@ -22,7 +22,9 @@ class Merchant(models.Model):
     name = models.CharField(max_length=200)
     is_active = models.BooleanField(default=True)
     max_active_jobs = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Queued plus running jobs allowed at once; empty uses the site default."
+        null=True,
+        blank=True,
+        help_text="Queued plus running jobs allowed at once; empty uses the site default.",
     )
     webhook_secret = models.CharField(max_length=80, default=webhook_secret_default)
     created_at = models.DateTimeField(default=timezone.now)

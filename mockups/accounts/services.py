@@ -37,7 +37,9 @@ def merchant_create(
     return merchant, user, raw
 
 
-def member_add(*, merchant: Merchant, username: str, email: str, password: str | None = None) -> AbstractBaseUser:
+def member_add(
+    *, merchant: Merchant, username: str, email: str, password: str | None = None
+) -> AbstractBaseUser:
     User = get_user_model()
     with transaction.atomic():
         user = User.objects.create_user(username=username, email=email, password=password)
@@ -45,7 +47,9 @@ def member_add(*, merchant: Merchant, username: str, email: str, password: str |
     return user
 
 
-def api_key_create(*, merchant: Merchant, name: str = "default", created_by: AbstractBaseUser | None = None) -> tuple[ApiKey, str]:
+def api_key_create(
+    *, merchant: Merchant, name: str = "default", created_by: AbstractBaseUser | None = None
+) -> tuple[ApiKey, str]:
     """A new key for the merchant. The raw key is returned once and only its hash is kept."""
     prefix, raw = ApiKey.generate()
     key = ApiKey.objects.create(

@@ -20,7 +20,9 @@ class BaseModel(models.Model):
     """An SDXL base checkpoint: a hub id (resolved from the local cache only) or a local folder."""
 
     name = models.CharField(max_length=100, unique=True)
-    source = models.CharField(max_length=500, help_text="Hub id (e.g. stabilityai/stable-diffusion-xl-base-1.0) or a local folder.")
+    source = models.CharField(
+        max_length=500, help_text="Hub id (e.g. stabilityai/stable-diffusion-xl-base-1.0) or a local folder."
+    )
     dtype = models.CharField(max_length=8, choices=Dtype.choices, default=Dtype.FP16)
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
@@ -28,7 +30,9 @@ class BaseModel(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(fields=["is_default"], condition=models.Q(is_default=True), name="one_default_base_model")
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_base_model"
+            )
         ]
 
     def __str__(self) -> str:
@@ -48,7 +52,9 @@ class ControlNetModel(models.Model):
         ordering = ["name"]
         verbose_name = "ControlNet"
         constraints = [
-            models.UniqueConstraint(fields=["is_default"], condition=models.Q(is_default=True), name="one_default_controlnet")
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_controlnet"
+            )
         ]
 
     def __str__(self) -> str:
@@ -155,13 +161,19 @@ class StyleVersion(models.Model):
     guidance = models.FloatField(default=6.0)
     scheduler = models.CharField(max_length=24, choices=Scheduler.choices, default=Scheduler.DPMPP_2M_KARRAS)
     shadow = models.CharField(max_length=16, choices=ShadowPreset.choices, default=ShadowPreset.SOFT)
-    output_preset = models.CharField(max_length=24, choices=OutputPreset.choices, default=OutputPreset.SQUARE_1024)
-    loras = models.ManyToManyField(Lora, through="StyleVersionLora", blank=True, related_name="style_versions")
+    output_preset = models.CharField(
+        max_length=24, choices=OutputPreset.choices, default=OutputPreset.SQUARE_1024
+    )
+    loras = models.ManyToManyField(
+        Lora, through="StyleVersionLora", blank=True, related_name="style_versions"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["style", "-number"]
-        constraints = [models.UniqueConstraint(fields=["style", "number"], name="style_version_number_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["style", "number"], name="style_version_number_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.style.name} v{self.number}"
@@ -176,7 +188,9 @@ class StyleVersionLora(models.Model):
     weight = models.FloatField(default=0.8)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["style_version", "lora"], name="style_version_lora_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["style_version", "lora"], name="style_version_lora_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.lora.name} @ {self.weight}"

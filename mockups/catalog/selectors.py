@@ -23,7 +23,7 @@ def style_list_for_merchant(*, merchant: Merchant) -> QuerySet[Style]:
 
 
 def style_get_for_merchant(*, merchant: Merchant, key: str) -> Style:
-    """A style by slug or public id that the merchant may use; NotFound otherwise (also for restricted ones)."""
+    """A style by slug or public id that the merchant may use; NotFound otherwise (restricted too)."""
     styles = style_list_for_merchant(merchant=merchant)
     try:
         style = styles.filter(public_id=uuid.UUID(str(key))).first()

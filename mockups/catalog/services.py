@@ -42,7 +42,9 @@ def style_version_validate(fields: dict[str, Any]) -> None:
 
 
 @transaction.atomic
-def style_version_create(*, style: Style, loras: list[tuple[Lora, float]] | None = None, **fields: Any) -> StyleVersion:
+def style_version_create(
+    *, style: Style, loras: list[tuple[Lora, float]] | None = None, **fields: Any
+) -> StyleVersion:
     """Add a version to a style and make it current. Jobs keep the version they were made with.
 
     Fields not given are copied from the current version, so an edit only names what changes.
@@ -72,7 +74,13 @@ def style_version_create(*, style: Style, loras: list[tuple[Lora, float]] | None
 
 @transaction.atomic
 def style_create(
-    *, slug: str, name: str, description: str = "", position: int = 100, loras: list[tuple[Lora, float]] | None = None, **fields: Any
+    *,
+    slug: str,
+    name: str,
+    description: str = "",
+    position: int = 100,
+    loras: list[tuple[Lora, float]] | None = None,
+    **fields: Any,
 ) -> Style:
     style = Style.objects.create(slug=slug, name=name, description=description, position=position)
     style_version_create(style=style, loras=loras or [], **fields)

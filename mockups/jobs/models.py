@@ -52,7 +52,9 @@ class Job(models.Model):
     cutout = models.ImageField(upload_to="jobs/", max_length=300, blank=True)
     mask = models.ImageField(upload_to="jobs/", max_length=300, blank=True)
     control = models.ImageField(upload_to="jobs/", max_length=300, blank=True)
-    cutout_method = models.CharField(max_length=60, blank=True, help_text="What made the cutout, e.g. rembg:u2net or grabcut.")
+    cutout_method = models.CharField(
+        max_length=60, blank=True, help_text="What made the cutout, e.g. rembg:u2net or grabcut."
+    )
     cutout_confidence = models.FloatField(null=True, blank=True)
 
     # Everything a merchant chose beyond the styles: steps, guidance, negative prompt, preset, format...

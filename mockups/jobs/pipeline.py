@@ -147,7 +147,9 @@ def _generate(claim: Claim) -> None:
     generations = {v.index: v.generation for v in pending}
     specs = [_variation_spec(v, job) for v in pending]
     for variation, spec in zip(pending, specs, strict=True):
-        Variation.objects.filter(pk=variation.pk).update(steps=spec.steps if spec.backdrop == "generated" else 0)
+        Variation.objects.filter(pk=variation.pk).update(
+            steps=spec.steps if spec.backdrop == "generated" else 0
+        )
     variation_mark_started(claim=claim, indices=list(generations))
     product = _load_image(job.cutout.name).convert("RGBA")
 
@@ -165,7 +167,9 @@ def _generate(claim: Claim) -> None:
                 last["progress"] = now
                 Variation.objects.filter(job=job, index__in=event.indices).update(step=event.step)
                 for index in event.indices:
-                    event_publish(job=job, type="variation.progress", index=index, step=event.step, steps=event.steps)
+                    event_publish(
+                        job=job, type="variation.progress", index=index, step=event.step, steps=event.steps
+                    )
         elif isinstance(event, VariationResult):
             variation_mark_succeeded(
                 claim=claim,
@@ -188,12 +192,16 @@ def _generate(claim: Claim) -> None:
 
     try:
         runtime.engine().generate(
-            GenerateRequest(product_rgba=product, variations=specs), on_event=on_event, should_cancel=should_cancel
+            GenerateRequest(product_rgba=product, variations=specs),
+            on_event=on_event,
+            should_cancel=should_cancel,
         )
     except GenerationCanceled:
         job_mark_canceled(job=job)
         return
     except EngineError as exc:
-        job_mark_failed(job=job, code="generation_failed", message=f"The mockups could not be generated: {exc}")
+        job_mark_failed(
+            job=job, code="generation_failed", message=f"The mockups could not be generated: {exc}"
+        )
         return
     job_finish(claim=claim)

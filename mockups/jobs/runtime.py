@@ -28,7 +28,11 @@ def background_remover() -> BackgroundRemover:
 def engine_config() -> EngineConfig:
     from gpu_runtime.engine import EngineConfig
 
-    base_model, controlnet, dtype = settings.SDXL_BASE_MODEL, settings.SDXL_CONTROLNET_MODEL, settings.MODEL_DTYPE
+    base_model, controlnet, dtype = (
+        settings.SDXL_BASE_MODEL,
+        settings.SDXL_CONTROLNET_MODEL,
+        settings.MODEL_DTYPE,
+    )
     if settings.MOCKUP_ENGINE == "sdxl":
         # Operators may register models in the admin; the default one wins over the environment.
         from mockups.catalog.selectors import base_model_default, controlnet_default

@@ -239,10 +239,14 @@ class Claim:
     def renew(self) -> bool:
         """Extend the lease; False when it was lost (the job was canceled or taken over)."""
         expires = timezone.now() + timedelta(seconds=settings.JOB_LEASE_S)
-        return Job.objects.filter(pk=self.job.pk, lease_token=self.token).update(lease_expires_at=expires) == 1
+        return (
+            Job.objects.filter(pk=self.job.pk, lease_token=self.token).update(lease_expires_at=expires) == 1
+        )
 
     def release(self) -> None:
-        Job.objects.filter(pk=self.job.pk, lease_token=self.token).update(lease_token=None, lease_expires_at=None)
+        Job.objects.filter(pk=self.job.pk, lease_token=self.token).update(
+            lease_token=None, lease_expires_at=None
+        )
 
 
 def job_claim(*, public_id: str, stage: str) -> Claim | None:
@@ -355,22 +359,26 @@ def variation_mark_succeeded(
     ext = "jpg" if fmt == "jpeg" else fmt
     name = default_storage.save(job_file_path(f"variation-{index}", job, ext), ContentFile(data))
     with transaction.atomic():
-        updated = Variation.objects.filter(
-            job=job,
-            index=index,
-            generation=generation,
-            job__lease_token=claim.token,
-        ).exclude(status=VariationStatus.SUCCEEDED).update(
-            status=VariationStatus.SUCCEEDED,
-            image=name,
-            image_format=fmt,
-            width=width,
-            height=height,
-            fidelity_max_delta=fidelity_max_delta,
-            gpu_seconds=gpu_seconds,
-            step=F("steps"),
-            finished_at=timezone.now(),
-            error="",
+        updated = (
+            Variation.objects.filter(
+                job=job,
+                index=index,
+                generation=generation,
+                job__lease_token=claim.token,
+            )
+            .exclude(status=VariationStatus.SUCCEEDED)
+            .update(
+                status=VariationStatus.SUCCEEDED,
+                image=name,
+                image_format=fmt,
+                width=width,
+                height=height,
+                fidelity_max_delta=fidelity_max_delta,
+                gpu_seconds=gpu_seconds,
+                step=F("steps"),
+                finished_at=timezone.now(),
+                error="",
+            )
         )
         if not updated:
             transaction.on_commit(lambda: default_storage.delete(name))
@@ -461,9 +469,13 @@ def job_cancel_requested(*, job: Job) -> bool:
 def variation_regenerate(*, job: Job, index: int, seed: int | None = None) -> Variation:
     """Make one variation again with a new seed; the job goes back through the GPU queue."""
     if job.status in ACTIVE_JOB_STATUSES:
-        raise ValidationFailed("Wait until this job has finished before regenerating a variation.", code="job_running")
+        raise ValidationFailed(
+            "Wait until this job has finished before regenerating a variation.", code="job_running"
+        )
     if job.prepared_at is None:
-        raise ValidationFailed("This job never got past background removal; start a new one.", code="not_prepared")
+        raise ValidationFailed(
+            "This job never got past background removal; start a new one.", code="not_prepared"
+        )
     variation = Variation.objects.filter(job=job, index=index).first()
     if variation is None:
         raise NotFound(f"This job has no variation {index}.")
@@ -479,7 +491,12 @@ def variation_regenerate(*, job: Job, index: int, seed: int | None = None) -> Va
             finished_at=None,
         )
         Job.objects.filter(pk=job.pk).update(
-            status=JobStatus.QUEUED, attempts=0, finished_at=None, cancel_requested_at=None, error="", error_code=""
+            status=JobStatus.QUEUED,
+            attempts=0,
+            finished_at=None,
+            cancel_requested_at=None,
+            error="",
+            error_code="",
         )
         job.refresh_from_db()
         transaction.on_commit(lambda: _enqueue_generate(job))

@@ -19,5 +19,8 @@ def intake_limits() -> IntakeLimits:
 
 
 def upload_validate(data: bytes | BinaryIO) -> ValidatedImage:
-    """Validate and normalise an uploaded photo; raises ImageRejected (a 4xx DomainError) with a clear message."""
+    """Validate and normalise an uploaded photo.
+
+    Raises ImageRejected (a 4xx DomainError) with a message a merchant understands.
+    """
     return image_validate(data=data, limits=intake_limits())

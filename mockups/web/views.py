@@ -144,7 +144,10 @@ def job_download_zip(request: HttpRequest, job_id: str) -> HttpResponse:
             if variation.image:
                 ext = variation.image.name.rsplit(".", 1)[-1]
                 with default_storage.open(variation.image.name, "rb") as handle:
-                    archive.writestr(f"mockup-{variation.index + 1}-{variation.style_version.style.slug}.{ext}", handle.read())
+                    archive.writestr(
+                        f"mockup-{variation.index + 1}-{variation.style_version.style.slug}.{ext}",
+                        handle.read(),
+                    )
     if not buffer.tell() or all(not v.image for v in job.variations.all()):
         raise ValidationFailed("This job has no finished images yet.", code="nothing_to_download")
     response = HttpResponse(buffer.getvalue(), content_type="application/zip")

@@ -28,7 +28,12 @@ def test_a_valid_key_authenticates_and_records_its_last_use(tenants):
 
 @pytest.mark.parametrize(
     "mangle",
-    [lambda raw: raw[:-1] + ("A" if raw[-1] != "A" else "B"), lambda raw: "", lambda raw: "ms__x", lambda raw: "Bearer"],
+    [
+        lambda raw: raw[:-1] + ("A" if raw[-1] != "A" else "B"),
+        lambda raw: "",
+        lambda raw: "ms__x",
+        lambda raw: "Bearer",
+    ],
 )
 def test_a_wrong_or_malformed_key_does_not_authenticate(tenants, mangle):
     _, raw = api_key_create(merchant=tenants.merchant)
@@ -42,7 +47,14 @@ def test_a_revoked_key_no_longer_authenticates(tenants):
 
 
 def test_createmerchant_prints_a_working_key_alone_on_its_last_line(capsys):
-    call_command("createmerchant", "Corner Candles", "--email", "owner@candles.test", "--password", "long-enough-pass-1")
+    call_command(
+        "createmerchant",
+        "Corner Candles",
+        "--email",
+        "owner@candles.test",
+        "--password",
+        "long-enough-pass-1",
+    )
     last_line = capsys.readouterr().out.strip().splitlines()[-1]
     key = api_key_authenticate(raw_key=last_line)
     assert key is not None

@@ -57,7 +57,13 @@ class Site:
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [PYTHON, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=check, timeout=300
+            [PYTHON, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=300,
         )
 
     def start(self, name: str, *command: str) -> subprocess.Popen[bytes]:
@@ -67,7 +73,9 @@ class Site:
         return process
 
     def start_web(self) -> None:
-        self.start("web", PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "mockups.asgi:application")
+        self.start(
+            "web", PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "mockups.asgi:application"
+        )
         wait_until(self._web_answers, timeout=120, what="the web process")
 
     def start_worker(self, name: str, *queues: str, threads: int = 1) -> subprocess.Popen[bytes]:
@@ -112,7 +120,9 @@ def site_create(tmp_path: Path, *, extra_env: dict[str, str] | None = None) -> S
         {
             "DJANGO_SETTINGS_MODULE": "mockups.settings",
             "DATA_DIR": str(data_dir),
-            "TINY_MODELS_DIR": os.environ.get("TEST_TINY_MODELS_DIR", str(ROOT / "var" / "test-models" / "tiny")),
+            "TINY_MODELS_DIR": os.environ.get(
+                "TEST_TINY_MODELS_DIR", str(ROOT / "var" / "test-models" / "tiny")
+            ),
             "HF_HUB_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
             "QUEUE_NAMESPACE": f"mockups-e2e-{tag}",
@@ -158,8 +168,12 @@ class Browser:
     def cookie(self, name: str) -> str:
         return next((c.value or "" for c in self.jar if c.name == name), "")
 
-    def request(self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        request = urllib.request.Request(self.site.base_url + path, data=body, method=method, headers=headers or {})
+    def request(
+        self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        request = urllib.request.Request(
+            self.site.base_url + path, data=body, method=method, headers=headers or {}
+        )
         try:
             with self.opener.open(request, timeout=60) as response:
                 return response.status, response.read()
@@ -172,16 +186,26 @@ class Browser:
             {"username": username, "password": password, "csrfmiddlewaretoken": self.cookie("csrftoken")}
         ).encode()
         status, _ = self.request(
-            "POST", "/login/", body=form, headers={"Content-Type": "application/x-www-form-urlencoded", "Referer": self.site.base_url + "/login/"}
+            "POST",
+            "/login/",
+            body=form,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Referer": self.site.base_url + "/login/",
+            },
         )
         assert self.cookie("sessionid"), f"login failed ({status})"
 
-    def upload(self, image: bytes, *, styles: list[str], count: int | None = None, product_name: str = "mug") -> tuple[int, dict[str, Any]]:
+    def upload(
+        self, image: bytes, *, styles: list[str], count: int | None = None, product_name: str = "mug"
+    ) -> tuple[int, dict[str, Any]]:
         boundary = uuid.uuid4().hex
         parts: list[bytes] = []
 
         def field_part(name: str, value: str) -> None:
-            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+            parts.append(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+            )
 
         for style in styles:
             field_part("styles", style)
@@ -190,7 +214,9 @@ class Browser:
         field_part("product_name", product_name)
         parts.append(
             f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="product.png"\r\n'
-            "Content-Type: image/png\r\n\r\n".encode() + image + b"\r\n"
+            "Content-Type: image/png\r\n\r\n".encode()
+            + image
+            + b"\r\n"
         )
         parts.append(f"--{boundary}--\r\n".encode())
         status, body = self.request(

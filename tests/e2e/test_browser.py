@@ -24,7 +24,9 @@ PASSWORD = "a long test password 1"
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (scripts/browser-up)"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (scripts/browser-up)"
+    ),
 ]
 
 
@@ -47,8 +49,15 @@ def page():
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
         yield context.new_page()
@@ -61,7 +70,9 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def test_a_merchant_logs_in_uploads_watches_five_mockups_arrive_and_downloads_them(embedded_site, page, tmp_path):
+def test_a_merchant_logs_in_uploads_watches_five_mockups_arrive_and_downloads_them(
+    embedded_site, page, tmp_path
+):
     photo = tmp_path / "mug.png"
     synthetic_product_photo(size=(400, 400)).save(photo)
 

@@ -22,7 +22,10 @@ from PIL import Image
 from tests.e2e.site import Browser, Site, site_create, site_destroy, wait_until
 from tests.images import synthetic_product_photo
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs the real Redis")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs the real Redis"),
+]
 
 PASSWORD = "a long test password 1"
 STYLES = ["marble-kitchen", "forest-moss", "concrete-loft", "sunlit-beach", "marketplace-white"]
@@ -52,7 +55,9 @@ def photo_bytes() -> bytes:
     return buffer.getvalue()
 
 
-async def collect_events(site: Site, browser: Browser, job_id: str, *, until: str, timeout: float = 240) -> list[dict[str, Any]]:
+async def collect_events(
+    site: Site, browser: Browser, job_id: str, *, until: str, timeout: float = 240
+) -> list[dict[str, Any]]:
     cookie = f"sessionid={browser.cookie('sessionid')}"
     url = f"ws://127.0.0.1:{site.port}/ws/mockups/{job_id}/"
     events: list[dict[str, Any]] = []
@@ -93,7 +98,9 @@ def test_an_upload_becomes_five_mockups_streamed_over_a_real_websocket(site):
     assert [v["status"] for v in final["variations"]] == ["succeeded"] * 5
     assert all(v["fidelity_max_delta"] == 0 for v in final["variations"])
     for variation in final["variations"]:
-        with urllib.request.urlopen(site.base_url + variation["image"], timeout=30) as response:  # no cookie needed
+        with urllib.request.urlopen(
+            site.base_url + variation["image"], timeout=30
+        ) as response:  # no cookie needed
             image = Image.open(io.BytesIO(response.read()))
             assert (image.width, image.height) == (variation["width"], variation["height"])
 
@@ -153,7 +160,9 @@ def test_a_job_that_keeps_killing_its_worker_ends_failed_after_the_attempt_limit
         site.kill(f"gpu{attempt}")
     site.start_worker("gpu-last", "gpu")
     final = wait_until(
-        lambda: (j := browser.job(job["id"]))["status"] in {"failed", "succeeded"} and j, timeout=240, what="the verdict"
+        lambda: (j := browser.job(job["id"]))["status"] in {"failed", "succeeded"} and j,
+        timeout=240,
+        what="the verdict",
     )
     assert final["status"] == "failed"
     assert final["error_code"] == "gave_up"

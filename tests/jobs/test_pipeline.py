@@ -46,7 +46,10 @@ def create(tenants, *, styles=None, count=None, data=None, **options) -> Job:
 
 
 def test_a_job_becomes_five_pixel_exact_variations(tenants, engine_settings, run_queues, heard):
-    job = create(tenants, styles=["marble-kitchen", "forest-moss", "concrete-loft", "sunlit-beach", "marketplace-white"])
+    job = create(
+        tenants,
+        styles=["marble-kitchen", "forest-moss", "concrete-loft", "sunlit-beach", "marketplace-white"],
+    )
     run_queues()
     job.refresh_from_db()
     assert job.status == "succeeded", job.error
@@ -97,7 +100,9 @@ def test_a_running_job_stops_between_steps_when_canceled(tenants, engine_setting
     assert not any(v.image for v in job.variations.all())
 
 
-def test_a_repeated_generate_message_changes_nothing_once_the_job_is_done(tenants, engine_settings, run_queues):
+def test_a_repeated_generate_message_changes_nothing_once_the_job_is_done(
+    tenants, engine_settings, run_queues
+):
     job = create(tenants, count=2)
     run_queues()
     before = {v.index: (v.image.name, v.seed) for v in Job.objects.get(pk=job.pk).variations.all()}
@@ -121,7 +126,10 @@ def test_regenerating_a_variation_gives_it_a_new_seed_and_a_new_image(tenants, e
     assert job.status == "succeeded"
     assert again.seed == 99 and again.generation == 2
     assert again.image.name != first.image.name
-    assert job.variations.get(index=0).image.name == Job.objects.get(pk=job.pk).variations.get(index=0).image.name
+    assert (
+        job.variations.get(index=0).image.name
+        == Job.objects.get(pk=job.pk).variations.get(index=0).image.name
+    )
 
 
 def test_a_photo_without_a_product_fails_once_with_a_clear_message(tenants, engine_settings, run_queues):

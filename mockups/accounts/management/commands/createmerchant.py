@@ -20,13 +20,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="The shop's name")
         parser.add_argument("--email", required=True, help="The first user's e-mail (also the login name)")
-        parser.add_argument("--password", help="Password for the browser UI; without it the user cannot log in yet")
+        parser.add_argument(
+            "--password", help="Password for the browser UI; without it the user cannot log in yet"
+        )
         parser.add_argument("--username", help="Login name, if not the e-mail")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             merchant, user, raw_key = merchant_create(
-                name=options["name"], email=options["email"], password=options["password"], username=options["username"]
+                name=options["name"],
+                email=options["email"],
+                password=options["password"],
+                username=options["username"],
             )
         except DomainError as exc:
             raise CommandError(exc.message) from exc
