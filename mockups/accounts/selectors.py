@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from typing import Any
+
 from django.db.models import QuerySet
 
 from mockups.accounts.models import ApiKey, Merchant
 from mockups.errors import NotFound
 
 
-def merchant_for_user(*, user: AbstractBaseUser | AnonymousUser) -> Merchant:
+def merchant_for_user(*, user: Any) -> Merchant:
     """The merchant a logged-in user works for; NotFound for anyone else (including staff without one)."""
     if not user.is_authenticated:
         raise NotFound("Not logged in as a merchant.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -48,7 +50,7 @@ def member_add(
 
 
 def api_key_create(
-    *, merchant: Merchant, name: str = "default", created_by: AbstractBaseUser | None = None
+    *, merchant: Merchant, name: str = "default", created_by: Any = None
 ) -> tuple[ApiKey, str]:
     """A new key for the merchant. The raw key is returned once and only its hash is kept."""
     prefix, raw = ApiKey.generate()

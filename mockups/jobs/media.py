@@ -18,7 +18,7 @@ from django.urls import reverse
 SALT = "mockups.media"
 
 
-def media_url(name: str, *, absolute_base: str = "") -> str:
+def media_url(name: str | None, *, absolute_base: str = "") -> str:
     """A signed path (or URL, with ``absolute_base`` like ``https://host``) for a stored file."""
     if not name:
         return ""

@@ -46,7 +46,9 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _load_image(name: str) -> Image.Image:
+def _load_image(name: str | None) -> Image.Image:
+    if not name:
+        raise DomainError("A stored image of this job is missing.", code="image_missing")
     with default_storage.open(name, "rb") as handle:
         image = Image.open(handle)
         image.load()
@@ -116,10 +118,10 @@ def _variation_spec(variation: Variation, job: Job) -> Any:
         prompt=variation.prompt or version.render_prompt(job.product_name or "product"),
         negative_prompt=negative if negative is not None else version.negative_prompt,
         loras=loras,
-        backdrop=version.backdrop,
-        studio_fill=version.studio_fill,
+        backdrop=version.backdrop,  # type: ignore[arg-type]  # choices in the model match the Literal
+        studio_fill=version.studio_fill,  # type: ignore[arg-type]
         studio_colors=(version.studio_color, version.studio_color_2),
-        shadow=version.shadow,
+        shadow=version.shadow,  # type: ignore[arg-type]
         controlnet_scale=version.controlnet_scale,
         steps=params.get("steps") or version.steps,
         guidance=params.get("guidance", version.guidance),

@@ -321,7 +321,7 @@ def job_mark_prepared(
             lease_expires_at=None,
         )
         if not updated:
-            transaction.on_commit(lambda: [default_storage.delete(name) for name in names])
+            transaction.on_commit(lambda: _delete_files(names))
             return
         job.refresh_from_db()
         transaction.on_commit(lambda: _enqueue_generate(job))
@@ -334,6 +334,11 @@ def job_mark_prepared(
         method=method,
     )
     event_publish(job=job, type="job.status", status=job.status, position=job_queue_position(job=job))
+
+
+def _delete_files(names: list[str]) -> None:
+    for name in names:
+        default_storage.delete(name)
 
 
 def variation_mark_started(*, claim: Claim, indices: list[int]) -> None:

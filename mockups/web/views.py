@@ -93,7 +93,7 @@ def job_create_view(request: HttpRequest) -> HttpResponse:
     upload = request.FILES.get("image")
     if upload is None:
         raise ValidationFailed("Choose a product photo to upload.", code="image_missing")
-    image = upload_validate(upload.file)
+    image = upload_validate(upload)  # type: ignore[arg-type]  # an UploadedFile reads like a binary file
     options = JobOptions(
         styles=request.POST.getlist("styles"),
         count=_int_or_none(request.POST.get("count"), "count"),
@@ -141,7 +141,7 @@ def job_download_zip(request: HttpRequest, job_id: str) -> HttpResponse:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
         for variation in job.variations.all():
-            if variation.image:
+            if variation.image.name:
                 ext = variation.image.name.rsplit(".", 1)[-1]
                 with default_storage.open(variation.image.name, "rb") as handle:
                     archive.writestr(
