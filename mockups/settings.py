@@ -134,6 +134,7 @@ INSTALLED_APPS = [
     "mockups.accounts",
     "mockups.catalog",
     "mockups.jobs",
+    "mockups.fleet",
     "mockups.api",
     "mockups.web",
 ]
@@ -307,3 +308,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# -- operators -----------------------------------------------------------------------------
+
+# The largest LoRA file an operator may upload (SDXL LoRAs run from ~10 MB to ~1 GB).
+LORA_MAX_BYTES = env_int("LORA_MAX_BYTES", 1024 * 1024 * 1024, minimum=1024)
+# How often each GPU worker reports itself (and picks up LoRA preload requests), and how long a
+# worker may stay silent before the admin's health page counts it as gone.
+FLEET_HEARTBEAT_S = env_float("FLEET_HEARTBEAT_S", 5.0)
+FLEET_WORKER_STALE_S = env_int("FLEET_WORKER_STALE_S", 30, minimum=2)
