@@ -79,6 +79,9 @@ class Lora(models.Model):
     licence_note = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+    # Set by the admin's "pre-load on every GPU worker" action; each worker's heartbeat loads
+    # LoRAs requested after the last request it carried out (see mockups.fleet.heartbeat).
+    preload_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -194,3 +197,37 @@ class StyleVersionLora(models.Model):
 
     def __str__(self) -> str:
         return f"{self.lora.name} @ {self.weight}"
+
+
+class PreviewStatus(models.TextChoices):
+    PENDING = "pending", "Rendering"
+    SUCCEEDED = "succeeded", "Done"
+    FAILED = "failed", "Failed"
+
+
+class StylePreview(models.Model):
+    """A style rendered on one reference product (mug, bottle, shoe) by the normal job queue.
+
+    Made by the admin's preview action: ``job`` is a job of the internal previews merchant and
+    ``variation_index`` the variation that renders this style. When it succeeds, ``image`` holds a
+    small thumbnail of it; the newest finished preview on the first reference product also becomes
+    ``Style.thumbnail``, the picture on the tile merchants pick the style from.
+    """
+
+    style = models.ForeignKey(Style, on_delete=models.CASCADE, related_name="previews")
+    style_version = models.ForeignKey(StyleVersion, on_delete=models.CASCADE, related_name="+")
+    product = models.CharField(max_length=16)
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    variation_index = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=PreviewStatus.choices, default=PreviewStatus.PENDING)
+    image = models.ImageField(upload_to="style-previews/", max_length=300, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["style", "-created_at", "-id"]
+        indexes = [models.Index(fields=["job", "variation_index"], name="style_preview_job_variation")]
+
+    def __str__(self) -> str:
+        return f"{self.style.name} on the {self.product} ({self.status})"
