@@ -29,7 +29,7 @@ def env_str(name: str, default: str = "") -> str:
             return Path(file_path).read_text().strip()
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}_FILE={file_path!r} cannot be read: {exc}") from exc
-    return os.environ.get(name, default)
+    return os.environ.get(name) or default  # set-but-empty counts as unset
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -233,6 +233,7 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(DATA_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media")))
 MEDIA_URL = "/media/"
 STORAGES = {
@@ -317,3 +318,22 @@ LORA_MAX_BYTES = env_int("LORA_MAX_BYTES", 1024 * 1024 * 1024, minimum=1024)
 # worker may stay silent before the admin's health page counts it as gone.
 FLEET_HEARTBEAT_S = env_float("FLEET_HEARTBEAT_S", 5.0)
 FLEET_WORKER_STALE_S = env_int("FLEET_WORKER_STALE_S", 30, minimum=2)
+
+# -- API and webhooks --
+
+# The public origin used in absolute URLs the API hands out (outputs, urls.get, next pages), e.g.
+# https://mockups.example.com; empty: taken from each request's Host (checked against ALLOWED_HOSTS).
+API_BASE_URL = env_str("API_BASE_URL").rstrip("/")
+API_PAGE_SIZE = env_int("API_PAGE_SIZE", 20, minimum=1)
+# Files uploaded to /v1/files can be used as inputs for this long (seconds).
+API_FILE_MAX_AGE_S = env_int("API_FILE_MAX_AGE_S", 24 * 3600, minimum=60)
+# Webhook targets on loopback, private, link-local or reserved addresses are refused unless allowed
+# here: a webhook must never become a way to reach the operator's internal network.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
+WEBHOOK_TIMEOUT_S = env_float("WEBHOOK_TIMEOUT_S", 10.0)
+# Intermediate events (output, logs) go out at most once per this many milliseconds per job.
+WEBHOOK_THROTTLE_MS = env_int("WEBHOOK_THROTTLE_MS", 500, minimum=0)
+# The final ("completed") event is retried with exponential backoff until a 2xx, this many times in all.
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 10, minimum=1)
+WEBHOOK_RETRY_MIN_BACKOFF_MS = env_int("WEBHOOK_RETRY_MIN_BACKOFF_MS", 2000, minimum=1)
+WEBHOOK_RETRY_MAX_BACKOFF_MS = env_int("WEBHOOK_RETRY_MAX_BACKOFF_MS", 15 * 60 * 1000, minimum=1)

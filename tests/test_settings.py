@@ -77,7 +77,7 @@ def test_nothing_configured_means_the_embedded_default(tmp_path):
     )
     result = run_manage(env, "shell", "-c", code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [
+    assert result.stdout.strip().splitlines()[-1].split() == [
         "django.db.backends.sqlite3",
         "channels.layers.InMemoryChannelLayer",
         "True",
