@@ -191,6 +191,20 @@ def blank_studio_photo(*, width: int = 640, height: int = 480, seed: int = 0) ->
     return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), mode="RGB")
 
 
+def busy_photo(*, width: int = 640, height: int = 480, seed: int = 3) -> Image.Image:
+    """No studio backdrop at all: blotchy colours and dozens of overlapping coloured boxes."""
+    rng = np.random.default_rng(seed)
+    blotches = cv2.GaussianBlur((rng.random((height, width, 3)) * 255).astype(np.uint8), (0, 0), 6)
+    low, high = float(blotches.min()), float(blotches.max())
+    pixels = ((blotches - low) / max(high - low, 1.0) * 255).astype(np.uint8)
+    for _ in range(40):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        w, h = int(rng.integers(20, 150)), int(rng.integers(20, 150))
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        cv2.rectangle(pixels, (x, y), (x + w, y + h), colour, -1)
+    return Image.fromarray(pixels, mode="RGB")
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two boolean masks."""
     union = np.logical_or(a, b).sum()
