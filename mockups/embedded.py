@@ -28,7 +28,10 @@ def _warm_engine() -> None:
     from mockups.jobs import runtime
 
     try:
-        runtime.engine()
+        engine = runtime.engine()
         logger.info("engine ready")
+        from mockups.fleet.heartbeat import heartbeat_start
+
+        heartbeat_start(engine.health, lora_preload=engine.lora_preload)
     except Exception:
         logger.exception("the engine could not start; jobs will fail until it can")

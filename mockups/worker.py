@@ -39,6 +39,9 @@ class EnginePreload(Middleware):
 
             engine = runtime.engine()
             logger.info("engine ready: %s", engine.health())
+            from mockups.fleet.heartbeat import heartbeat_start
+
+            heartbeat_start(engine.health, lora_preload=engine.lora_preload, queues=queues)
 
 
 dramatiq.get_broker().add_middleware(EnginePreload())

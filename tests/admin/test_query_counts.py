@@ -1,0 +1,155 @@
+"""Every admin page of every registered model loads with a bounded number of queries at hundreds of jobs.
+
+The bound must not grow with the rows shown (no N+1): the same page with a few hundred jobs stays
+under a fixed ceiling. How the lists behave at 100,000 jobs is measured by
+``benchmarks/admin_lists.py`` (see its table); these tests keep the shape of the queries honest.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Group
+from django.urls import reverse
+
+from mockups.accounts.services import api_key_create
+from mockups.catalog.models import BaseModel, ControlNetModel, Lora, StylePreview
+from mockups.catalog.services import style_version_create
+from mockups.fleet.models import GpuWorker
+from mockups.jobs.models import Job, Variation
+from tests.admin.conftest import make_jobs
+from tests.factories import make_style
+
+pytestmark = pytest.mark.django_db
+
+# Session, user, the page's own queries; generous for inlines and filters, far below one per row.
+MAX_QUERIES = 25
+
+
+@pytest.fixture
+def catalog(tiny_lora_dir):
+    from django.core.files import File
+
+    from mockups.catalog.services import lora_create
+    from tests.admin.conftest import tiny_lora_file
+
+    loras = []
+    for n in range(3):
+        with open(tiny_lora_file(tiny_lora_dir, seed=n), "rb") as handle:
+            loras.append(lora_create(name=f"lora {n}", upload=File(handle, name=f"lora{n}.safetensors")))
+    styles = [make_style(loras=[(loras[n % 3], 0.7)]) for n in range(6)]
+    for style in styles[:3]:
+        style_version_create(style=style, steps=20)
+    BaseModel.objects.create(name="sdxl", source="stabilityai/stable-diffusion-xl-base-1.0", is_default=True)
+    ControlNetModel.objects.create(
+        name="canny", source="diffusers/controlnet-canny-sdxl-1.0", is_default=True
+    )
+    return loras, styles
+
+
+@pytest.fixture
+def world(catalog, tenants):
+    loras, styles = catalog
+    jobs = make_jobs(300, styles=styles[:5])
+    for n in range(20):
+        api_key_create(merchant=tenants.merchant, name=f"key {n}")
+    for n in range(5):
+        GpuWorker.objects.create(
+            name=f"gpu-{n}:1",
+            hostname=f"gpu-{n}",
+            pid=1,
+            queues=["gpu"],
+            loras=[{"sha256": loras[0].sha256, "name": loras[0].name}],
+            health={"models_resident": ["stabilityai/stable-diffusion-xl-base-1.0"]},
+        )
+    Group.objects.create(name="operators")
+    for style in styles:
+        StylePreview.objects.create(
+            style=style, style_version=style.current_version, product="mug", job=jobs[0], variation_index=0
+        )
+    return jobs
+
+
+def registered_models():
+    return sorted(admin.site._registry, key=lambda model: model._meta.label)
+
+
+@pytest.mark.parametrize("model", registered_models(), ids=lambda model: model._meta.label)
+def test_every_changelist_loads_with_a_bounded_number_of_queries(
+    model, world, admin_client, django_assert_max_num_queries
+):
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+    with django_assert_max_num_queries(MAX_QUERIES):
+        response = admin_client.get(url)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("model", registered_models(), ids=lambda model: model._meta.label)
+def test_every_change_page_loads_with_a_bounded_number_of_queries(
+    model, world, admin_client, django_assert_max_num_queries
+):
+    obj = model._default_manager.order_by("-pk").first()
+    assert obj is not None, f"the test world has no {model._meta.label}"
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[obj.pk])
+    with django_assert_max_num_queries(MAX_QUERIES):
+        response = admin_client.get(url)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("model", registered_models(), ids=lambda model: model._meta.label)
+def test_every_add_page_loads_or_is_refused_for_read_only_models(
+    model, world, admin_client, django_assert_max_num_queries
+):
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_add")
+    with django_assert_max_num_queries(MAX_QUERIES):
+        response = admin_client.get(url)
+    read_only = model in (Job, Variation, GpuWorker, StylePreview) or model._meta.model_name == "styleversion"
+    assert response.status_code == (403 if read_only else 200)
+
+
+def test_the_job_list_costs_the_same_queries_at_300_jobs_as_at_30(
+    catalog, admin_client, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _, styles = catalog
+    make_jobs(30, styles=styles[:5])
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(reverse("admin:jobs_job_changelist"))
+    make_jobs(270, styles=styles[:5])
+    with CaptureQueriesContext(connection) as many:
+        response = admin_client.get(reverse("admin:jobs_job_changelist"))
+    assert response.status_code == 200
+    assert len(many) == len(few)
+    assert Job.objects.count() == 300
+
+
+def test_the_lora_list_costs_the_same_queries_for_3_and_30_loras(catalog, admin_client, tiny_lora_dir):
+    from django.core.files import File
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from mockups.catalog.services import lora_create
+    from tests.admin.conftest import tiny_lora_file
+
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(reverse("admin:catalog_lora_changelist"))
+    for n in range(3, 30):
+        with open(tiny_lora_file(tiny_lora_dir, seed=n % 5, rank=2 + n % 3), "rb") as handle:
+            lora = lora_create(name=f"more {n}", upload=File(handle, name="more.safetensors"))
+        make_style(loras=[(lora, 0.5)])
+    with CaptureQueriesContext(connection) as many:
+        response = admin_client.get(reverse("admin:catalog_lora_changelist"))
+    assert response.status_code == 200
+    assert Lora.objects.count() == 30
+    assert len(many) == len(few)
+
+
+def test_the_health_page_loads_with_a_bounded_number_of_queries(
+    world, admin_client, django_assert_max_num_queries
+):
+    with django_assert_max_num_queries(MAX_QUERIES):
+        response = admin_client.get(reverse("admin:health"))
+    assert response.status_code == 200
+    assert b"gpu-0:1" in response.content
