@@ -30,8 +30,10 @@ def model_openapi_schema() -> dict[str, Any]:
     """A Cog-style OpenAPI document: ``components.schemas.Input`` and ``Output`` (a list of image URLs)."""
     input_schema = PredictionInput.model_json_schema()
     input_schema["title"] = "Input"
-    for order, name in enumerate(input_schema.get("properties", {})):
-        input_schema["properties"][name].setdefault("x-order", order)
+    properties = input_schema.get("properties", {})
+    for order, name in enumerate(properties):
+        properties[name] = _flat_optional(properties[name])
+        properties[name].setdefault("x-order", order)
     return {
         "openapi": "3.0.2",
         "info": {"title": "Mockup Studio product mockup", "version": "1.0.0"},
@@ -47,6 +49,18 @@ def model_openapi_schema() -> dict[str, Any]:
             }
         },
     }
+
+
+def _flat_optional(prop: dict[str, Any]) -> dict[str, Any]:
+    """``anyOf: [X, null]`` as Cog writes it: X itself (an absent input is simply left out)."""
+    variants = prop.get("anyOf")
+    if not isinstance(variants, list):
+        return prop
+    concrete = [v for v in variants if v.get("type") != "null"]
+    if len(concrete) != 1:
+        return prop
+    flat = {key: value for key, value in prop.items() if key != "anyOf"}
+    return {**concrete[0], **flat}
 
 
 @cache

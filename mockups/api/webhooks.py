@@ -193,7 +193,8 @@ def webhook_deliver(*, job_id: str, event: str, webhook_id: str, attempt: int) -
 
     Returns the logged attempt, or None when there is nothing to send (no such job, no webhook,
     or an intermediate event that the job's end has overtaken). Raises WebhookDeliveryFailed for
-    a ``completed`` event that was not accepted, so that the queue retries it.
+    a ``completed`` event the receiver did not accept (or could not be reached for), so that the
+    queue retries it; a target the SSRF guard refuses is logged and not retried.
     """
     job = (
         Job.objects.select_related("merchant", "api_context")
@@ -208,6 +209,7 @@ def webhook_deliver(*, job_id: str, event: str, webhook_id: str, attempt: int) -
     started = time.monotonic()
     status_code: int | None = None
     error = ""
+    retryable = True
     try:
         target = webhook_target_check(job.webhook_url)
         body = webhook_body(job)
@@ -227,7 +229,7 @@ def webhook_deliver(*, job_id: str, event: str, webhook_id: str, attempt: int) -
         if not 200 <= status_code < 300:
             error = f"the receiver answered {status_code}: {response.text[:200]}"
     except FieldsInvalid as exc:
-        error = f"refused: {exc.message}"
+        error, retryable = f"refused: {exc.message}", False  # a policy decision: trying again changes nothing
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:1000]
     delivery = WebhookDelivery.objects.create(
@@ -245,7 +247,7 @@ def webhook_deliver(*, job_id: str, event: str, webhook_id: str, attempt: int) -
         logger.info(
             "webhook %s (%s, attempt %d) to %s failed: %s", webhook_id, event, attempt, job.webhook_url, error
         )
-        if event == EVENT_COMPLETED:
+        if event == EVENT_COMPLETED and retryable:
             raise WebhookDeliveryFailed(error)
     return delivery
 
@@ -292,7 +294,7 @@ class IntermediateThrottle:
             if last > now:
                 return None
             self._last[key] = last + interval_s
-            return max(int((last + interval_s - now) * 1000), 1)
+            return max(round((last + interval_s - now) * 1000), 1)
 
     def forget(self, key: str) -> None:
         with self._lock:

@@ -29,9 +29,11 @@ from mockups.api import tasks as api_tasks
 from mockups.jobs import tasks as job_tasks
 from mockups.jobs.models import Job
 from mockups.jobs.services import (
+    Claim,
     job_claim,
     job_finish,
     job_mark_prepared,
+    variation_mark_failed,
     variation_mark_started,
     variation_mark_succeeded,
 )
@@ -177,14 +179,8 @@ def replicate_client(key: str) -> replicate.Client:
     )
 
 
-def job_run_through_services(job: Job, *, fail_index: int | None = None, gpu_seconds: float = 1.5) -> Job:
-    """Do what the workers do, through the same services: prepare, then finish every variation.
-
-    Real PNGs are stored for the cutout, mask, control image and each variation; ``fail_index``
-    leaves one variation failed (the job then ends failed, as the pipeline would).
-    """
-    from mockups.jobs.services import variation_mark_failed
-
+def job_prepare_through_services(job: Job) -> None:
+    """What the CPU worker does, through the same services: claim, store cutout, mask and control image."""
     claim = job_claim(public_id=str(job.public_id), stage="prepare")
     assert claim is not None
     job_mark_prepared(
@@ -195,9 +191,19 @@ def job_run_through_services(job: Job, *, fail_index: int | None = None, gpu_sec
         method="grabcut",
         confidence=0.93,
     )
+
+
+def job_generate_through_services(
+    job: Job, *, fail_index: int | None = None, gpu_seconds: float = 1.5
+) -> Claim:
+    """What the GPU worker does, short of finishing: every variation stored (or ``fail_index`` failed).
+
+    Returns the claim still held, for ``job_finish``.
+    """
     claim = job_claim(public_id=str(job.public_id), stage="generate")
     assert claim is not None
     variations = list(claim.job.variations.order_by("index"))
+    claim.job.variations.update(steps=20)  # as the pipeline does from each style's settings
     variation_mark_started(claim=claim, indices=[v.index for v in variations])
     for variation in variations:
         if variation.index == fail_index:
@@ -214,7 +220,18 @@ def job_run_through_services(job: Job, *, fail_index: int | None = None, gpu_sec
             fidelity_max_delta=0,
             gpu_seconds=gpu_seconds,
         )
-    return job_finish(claim=claim)
+    return claim
+
+
+def job_run_through_services(job: Job, *, fail_index: int | None = None, gpu_seconds: float = 1.5) -> Job:
+    """The whole pipeline's writes through its services, with real PNGs stored; no engine involved.
+
+    ``fail_index`` leaves one variation failed (the job then ends failed, as the pipeline would).
+    """
+    job_prepare_through_services(job)
+    return job_finish(
+        claim=job_generate_through_services(job, fail_index=fail_index, gpu_seconds=gpu_seconds)
+    )
 
 
 # -- a webhook receiver on 127.0.0.1 -------------------------------------------------------------
