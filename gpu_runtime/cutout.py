@@ -4,7 +4,7 @@ Three ways to get the mask, in order of preference:
 
 * ``"alpha"``: the photo already has real transparency (a PNG/WebP cutout); that alpha is the mask.
 * ``"rembg:<model>"``: rembg's own session code runs ``<model_dir>/<model>.onnx``. The file must be
-  there: this module never lets rembg download anything (see :class:`_LocalModelFile`).
+  there: this module never lets rembg download anything (see :func:`_local_session_class`).
 * ``"grabcut"``: a classical fallback with OpenCV's GrabCut, seeded from the photo's border,
   good for a product on a plain studio backdrop; used when the model file is missing and the
   operator allowed a fallback.
