@@ -76,9 +76,13 @@ def prepare(job_id: str) -> None:
 
 def _prepare(claim: Claim) -> None:
     from gpu_runtime.control import canny_control_image
+    from gpu_runtime.cutout import CutoutError
 
     original = _load_image(claim.job.original.name)
-    result = runtime.background_remover().remove_background(original)
+    try:
+        result = runtime.background_remover().remove_background(original)
+    except CutoutError as exc:  # an operator must install the model: retrying cannot help
+        raise DomainError(f"Background removal is not available: {exc}", code="cutout_unavailable") from exc
     if result.mask.getextrema()[1] < 255:
         raise DomainError(
             "We could not find a product in this photo. Use a photo of one product on a plain background.",

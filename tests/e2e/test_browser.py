@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.e2e.site import ROOT, site_create, site_destroy
-from tests.images import synthetic_product_photo
+from tests.images import product_photo
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -74,7 +74,7 @@ def test_a_merchant_logs_in_uploads_watches_five_mockups_arrive_and_downloads_th
     embedded_site, page, tmp_path
 ):
     photo = tmp_path / "mug.png"
-    synthetic_product_photo(size=(400, 400)).save(photo)
+    product_photo("bottle", width=400, height=400).image.save(photo)
 
     page.goto(embedded_site.base_url + "/")
     assert "/login/" in page.url

@@ -20,7 +20,7 @@ import websockets
 from PIL import Image
 
 from tests.e2e.site import Browser, Site, site_create, site_destroy, wait_until
-from tests.images import synthetic_product_photo
+from tests.images import product_photo
 
 pytestmark = [
     pytest.mark.slow,
@@ -51,7 +51,7 @@ def site(tmp_path):
 
 def photo_bytes() -> bytes:
     buffer = io.BytesIO()
-    synthetic_product_photo(size=(320, 320)).save(buffer, format="PNG")
+    product_photo("bottle", width=320, height=320).image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 

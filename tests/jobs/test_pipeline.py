@@ -14,14 +14,14 @@ from mockups.jobs.services import JobOptions, job_cancel, job_create, variation_
 from mockups.jobs.tasks import job_generate
 from mockups.jobs.uploads import upload_validate
 from tests.factories import make_style
-from tests.images import synthetic_product_photo
+from tests.images import product_photo
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.slow]
 
 
 def photo(size=(256, 256)) -> bytes:
     buffer = io.BytesIO()
-    synthetic_product_photo(size=size).save(buffer, format="PNG")
+    product_photo("bottle", width=size[0], height=size[1]).image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
