@@ -16,7 +16,8 @@ from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, UnreadablePostError
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -202,6 +203,14 @@ def problems_install(api: NinjaAPI) -> None:
             instance=request.path,
         )
 
+    def malformed_body(request: HttpRequest, exc: Exception) -> HttpResponse:
+        return problem_response(
+            status=400,
+            code="malformed_body",
+            detail=f"The request body cannot be read as its Content-Type says ({exc}).",
+            instance=request.path,
+        )
+
     def unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
         logger.exception("unexpected error on %s %s", request.method, request.path, exc_info=exc)
         return problem_response(
@@ -219,6 +228,8 @@ def problems_install(api: NinjaAPI) -> None:
         (HttpError, http_error),
         (Http404, not_found),
         (RequestDataTooBig, too_big),
+        (MultiPartParserError, malformed_body),
+        (UnreadablePostError, malformed_body),
         (Exception, unexpected),
     ]
     for exc_class, handler in handlers:
