@@ -183,9 +183,10 @@ def lora_file_inspect(*, upload: File) -> LoraInfo:
         with _on_disk(upload) as path:
             return lora_inspect(path, max_bytes=limit, unet_config=unet_config)
     except InvalidLora as exc:
+        # The tiny demo engine checks against its own scaled-down UNet: say so when the fit is the problem.
         hint = (
             " This site runs the tiny demo engine, so only LoRAs made for its tiny UNet fit."
-            if unet_config is not None
+            if unet_config is not None and "UNet" in str(exc)
             else ""
         )
         raise ValidationFailed(f"{name} was refused: {exc}{hint}") from exc
