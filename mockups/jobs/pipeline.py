@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from django.core.files.storage import default_storage
 from PIL import Image
 
@@ -83,7 +84,7 @@ def _prepare(claim: Claim) -> None:
         result = runtime.background_remover().remove_background(original)
     except CutoutError as exc:  # an operator must install the model: retrying cannot help
         raise DomainError(f"Background removal is not available: {exc}", code="cutout_unavailable") from exc
-    if result.mask.getextrema()[1] < 255:
+    if int(np.asarray(result.mask).max()) < 255:
         raise DomainError(
             "We could not find a product in this photo. Use a photo of one product on a plain background.",
             code="no_product",

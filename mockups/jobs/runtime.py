@@ -42,7 +42,7 @@ def engine_config() -> EngineConfig:
         if (control := controlnet_default()) is not None:
             controlnet = control.source
     return EngineConfig(
-        kind=settings.MOCKUP_ENGINE,
+        kind="sdxl" if settings.MOCKUP_ENGINE == "sdxl" else "tiny",
         base_model=base_model,
         controlnet=controlnet,
         tiny_dir=settings.TINY_MODELS_DIR,
