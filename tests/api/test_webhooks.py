@@ -27,7 +27,6 @@ from mockups.api.webhooks import (
 )
 from mockups.jobs.models import Job
 from mockups.jobs.services import job_finish
-from tests.factories import make_style
 from tests.api.conftest import (
     data_uri,
     job_generate_through_services,
@@ -35,6 +34,7 @@ from tests.api.conftest import (
     job_run_through_services,
     photo_bytes,
 )
+from tests.factories import make_style
 
 MODEL_PREDICTIONS = "/v1/models/mockups/product-mockup/predictions"
 
