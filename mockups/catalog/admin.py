@@ -34,10 +34,13 @@ from mockups.catalog.services import (
     base_model_set_default,
     controlnet_set_default,
     lora_create,
+    lora_delete,
     lora_preload_request,
     lora_replace_file,
+    style_delete,
     style_preview_request,
     style_version_create,
+    style_versions_in_use,
 )
 from mockups.errors import DomainError
 from mockups.fleet.selectors import gpu_workers_by_lora, gpu_workers_by_model, gpu_workers_seen
@@ -204,6 +207,13 @@ class LoraAdmin(admin.ModelAdmin):
             "start later pre-load them too.",
             messages.SUCCESS,
         )
+
+    def delete_model(self, request: HttpRequest, obj: Lora) -> None:
+        lora_delete(lora=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Lora]) -> None:
+        for lora in queryset:
+            lora_delete(lora=lora)
 
     def save_model(self, request: HttpRequest, obj: Lora, form: Any, change: bool) -> None:
         upload = form.cleaned_data.get("upload")
@@ -430,6 +440,36 @@ class StyleAdmin(admin.ModelAdmin):
                     "new jobs use this one.",
                     messages.INFO,
                 )
+
+    # -- deleting: only styles no job has used -----------------------------------------------------
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        styles = list(objs)
+        used = style_versions_in_use(styles=styles)
+        if used:
+            # Not the admin's list of every protecting variation: it can run to thousands of rows.
+            return (
+                [],
+                {},
+                set(),
+                [
+                    f"{used} mockup variation{'s' if used != 1 else ''} were made with "
+                    f"{'these styles' if len(styles) > 1 else 'this style'} and keep their style version. "
+                    "Disable the style instead."
+                ],
+            )
+        to_delete, counts, perms_needed, _ = super().get_deleted_objects(styles, request)
+        # What remains "protected" is each style's pointer to its own current version: style_delete
+        # clears it, since the whole style goes. Versions are never deleted on their own (their admin
+        # refuses it), but they go with their style.
+        return to_delete, counts, perms_needed - {StyleVersion._meta.verbose_name}, []
+
+    def delete_model(self, request: HttpRequest, obj: Style) -> None:
+        style_delete(style=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Style]) -> None:
+        for style in queryset:
+            style_delete(style=style)
 
     # -- actions -----------------------------------------------------------------------------------
 

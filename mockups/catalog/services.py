@@ -34,7 +34,7 @@ from mockups.catalog.models import (
     lora_upload_to,
 )
 from mockups.catalog.reference_products import REFERENCE_PRODUCTS, reference_product_png
-from mockups.errors import ValidationFailed
+from mockups.errors import Conflict, ValidationFailed
 
 if TYPE_CHECKING:
     from gpu_runtime.lora import LoraInfo
@@ -118,6 +118,32 @@ def style_create(
     style_version_create(style=style, loras=loras or [], **fields)
     style.refresh_from_db()
     return style
+
+
+def style_versions_in_use(*, styles: Iterable[Style]) -> int:
+    """How many job variations were made with any version of these styles."""
+    from mockups.jobs.models import Variation
+
+    return Variation.objects.filter(style_version__style__in=[style.pk for style in styles]).count()
+
+
+@transaction.atomic
+def style_delete(*, style: Style) -> None:
+    """Delete a style no job has used, with its versions and previews; Conflict if any job used it.
+
+    Jobs keep the version they were made with, so a style in use stays (disable it instead). The
+    style's pointer to its current version is cleared first: it protects that version from being
+    deleted on its own, and here the whole style goes.
+    """
+    used = style_versions_in_use(styles=[style])
+    if used:
+        raise Conflict(
+            f"{style.name} was used for {used} mockup{'s' if used != 1 else ''}, which keep the style "
+            "version they were made with, so it cannot be deleted. Disable it instead."
+        )
+    Style.objects.filter(pk=style.pk).update(current_version=None)
+    style.current_version = None
+    style.delete()
 
 
 # -- LoRA files ---------------------------------------------------------------------------------
@@ -258,6 +284,21 @@ def lora_replace_file(*, lora: Lora, upload: File, info: LoraInfo | None = None)
         default_storage.delete(stored)
         raise
     return lora
+
+
+@transaction.atomic
+def lora_delete(*, lora: Lora) -> None:
+    """Delete a LoRA no style version uses (Conflict otherwise), and its file once that commits."""
+    versions = StyleVersionLora.objects.filter(lora=lora).count()
+    if versions:
+        raise Conflict(
+            f"{lora.name} is used by {versions} style version{'s' if versions != 1 else ''}; jobs keep "
+            "the version they were made with, so the LoRA stays."
+        )
+    name = lora.file.name
+    lora.delete()
+    if name:
+        transaction.on_commit(lambda: default_storage.delete(name))
 
 
 def lora_preload_request(*, loras: Iterable[Lora]) -> int:

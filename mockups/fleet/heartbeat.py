@@ -101,7 +101,8 @@ class Heartbeat:
 
     def tick(self) -> GpuWorker:
         """Start pending preloads, then write this worker's row; returns the row."""
-        close_old_connections()
+        if not connection.in_atomic_block:  # a caller's open transaction is not ours to drop
+            close_old_connections()
         self._preload_pending()
         worker = self._report()
         if self.on_tick is not None:

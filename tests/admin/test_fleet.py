@@ -146,3 +146,32 @@ def test_reference_products_have_an_exact_alpha_and_are_drawn_the_same_every_tim
     assert set(np.unique(alpha)) == {0, 255}
     assert 0.1 < float(np.mean(alpha == 255)) < 0.5  # a product, with room around it
     assert reference_product_png(key, size=256) == reference_product_png(key, size=256)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_started_heartbeat_reports_on_its_own_thread_until_stopped():
+    import threading
+
+    ticks: list[GpuWorker] = []
+    two = threading.Event()
+
+    def on_tick(row: GpuWorker) -> None:
+        ticks.append(row)
+        if len(ticks) >= 2:
+            two.set()
+
+    heartbeat = Heartbeat(
+        get_engine_health=lambda: {"kind": "tiny", "base_model": "/m/sdxl", "controlnet": "/m/cn"},
+        queues=("gpu",),
+        interval_s=0.05,
+        on_tick=on_tick,
+        name="gpu-thread:1",
+    ).start()
+    try:
+        assert two.wait(timeout=30)
+    finally:
+        heartbeat.stop()
+    assert heartbeat._thread is not None and not heartbeat._thread.is_alive()  # stopped for good
+    row = GpuWorker.objects.get(name="gpu-thread:1")
+    assert row.health["models_resident"] == ["/m/sdxl", "/m/cn"] and row.queues == ["gpu"]
+    assert ticks[-1].last_seen_at > ticks[0].last_seen_at

@@ -255,3 +255,26 @@ def test_the_preload_action_asks_every_worker_to_load_the_lora(admin_client, tin
     assert "pre-load 1 LoRA" in response.content.decode()
     lora.refresh_from_db()
     assert lora.preload_requested_at is not None
+
+
+def test_deleting_an_unused_lora_removes_its_file(
+    admin_client, tiny_lora_dir, django_capture_on_commit_callbacks
+):
+    with tiny_lora_file(tiny_lora_dir, seed=1).open("rb") as handle:
+        lora = lora_create(name="Spare", upload=ContentFile(handle.read(), name="s.safetensors"))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(reverse("admin:catalog_lora_delete", args=[lora.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    assert not Lora.objects.exists() and not default_storage.exists(lora.file.name)
+
+
+def test_a_lora_an_old_style_version_uses_cannot_be_deleted(admin_client, tiny_lora_dir):
+    from mockups.catalog.services import style_version_create
+
+    with tiny_lora_file(tiny_lora_dir, seed=1).open("rb") as handle:
+        lora = lora_create(name="Kept", upload=ContentFile(handle.read(), name="k.safetensors"))
+    style = make_style(loras=[(lora, 0.5)])
+    style_version_create(style=style, loras=[])
+    response = admin_client.post(reverse("admin:catalog_lora_delete", args=[lora.pk]), {"post": "yes"})
+    assert response.status_code == 200 and "Cannot delete" in response.content.decode()
+    assert Lora.objects.filter(pk=lora.pk).exists() and default_storage.exists(lora.file.name)

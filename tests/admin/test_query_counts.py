@@ -163,3 +163,30 @@ def test_the_health_page_loads_with_a_bounded_number_of_queries(
         response = admin_client.get(reverse("admin:health"))
     assert response.status_code == 200
     assert b"gpu-0:1" in response.content
+
+
+@pytest.mark.postgres
+def test_an_unfiltered_job_list_on_postgresql_reads_the_planners_estimate_instead_of_counting(
+    catalog, admin_client, monkeypatch
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from mockups.jobs import admin as jobs_admin
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the estimate is PostgreSQL's pg_class.reltuples")
+    _, styles = catalog
+    make_jobs(120, styles=styles[:1])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_job")
+    monkeypatch.setattr(jobs_admin, "EXACT_COUNT_BELOW", 100)  # as if the table were large
+
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(reverse("admin:jobs_job_changelist"))
+    assert response.context["cl"].result_count == 120
+    counts = [q["sql"] for q in queries if "COUNT(" in q["sql"].upper() and "jobs_job" in q["sql"]]
+    assert counts == []
+    # A filtered list is counted exactly.
+    filtered = admin_client.get(reverse("admin:jobs_job_changelist"), {"status__exact": "succeeded"})
+    assert filtered.context["cl"].result_count == 120

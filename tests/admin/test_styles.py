@@ -203,3 +203,26 @@ def test_a_style_restricted_to_one_merchant_is_offered_to_that_merchant_only(adm
     assert style not in style_list_for_merchant(merchant=tenants.other_merchant)
     style.refresh_from_db()
     assert style.current_version.number == 1  # who may use it is not a versioned setting
+
+
+def test_a_style_no_job_used_can_be_deleted(admin_client):
+    style = make_style()
+    from mockups.catalog.services import style_version_create
+
+    style_version_create(style=style, steps=12)
+    response = admin_client.post(reverse("admin:catalog_style_delete", args=[style.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    assert not Style.objects.filter(pk=style.pk).exists()
+    assert not StyleVersion.objects.filter(style_id=style.pk).exists()
+
+
+def test_a_style_a_job_used_cannot_be_deleted(admin_client, tenants):
+    style = make_style(name="Beloved")
+    make_job(merchant=tenants.merchant, styles=[style, style])
+    page = admin_client.get(reverse("admin:catalog_style_delete", args=[style.pk])).content.decode()
+    assert "2 mockup variations were made with this style" in page and "Disable the style instead" in page
+    admin_client.post(
+        reverse("admin:catalog_style_changelist"),
+        {"action": "delete_selected", "_selected_action": [style.pk], "post": "yes"},
+    )
+    assert Style.objects.filter(pk=style.pk).exists()
