@@ -55,6 +55,7 @@ class WebhookDeliveryAdmin(_ReadOnly):
     ordering = ["-id"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    list_per_page = 50
     readonly_fields = [field.name for field in WebhookDelivery._meta.fields]
     actions = ["redeliver"]
 

@@ -303,7 +303,7 @@ class StyleAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug", "description"]
     list_select_related = ["current_version"]
     prepopulated_fields = {"slug": ["name"]}
-    filter_horizontal = ["restricted_to"]
+    autocomplete_fields = ["restricted_to"]  # a search box: there may be thousands of merchants
     inlines = [StyleVersionInline]
     actions = ["render_previews", "enable", "disable"]
     readonly_fields = ["prompt_preview", "previews", "thumbnail_tag"]
