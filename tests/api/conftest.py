@@ -19,6 +19,8 @@ import httpx
 import pytest
 import replicate
 from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.test import Client
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
@@ -172,10 +174,26 @@ def data_uri(data: bytes, kind: str = "image/png") -> str:
     return f"data:{kind};base64," + base64.b64encode(data).decode()
 
 
-def replicate_client(key: str) -> replicate.Client:
+@pytest.fixture
+def in_process_wsgi() -> Iterator[WSGIHandler]:
+    """Django as a WSGI app for clients in this thread, sharing the test's database transaction.
+
+    As Django's own test client does, the handlers that close database connections at the start
+    and end of each request are disconnected meanwhile: they would close the test's connection.
+    """
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield WSGIHandler()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+def replicate_client(key: str, app: WSGIHandler) -> replicate.Client:
     """The published Replicate client, talking to this process's Django through WSGI (same database)."""
     return replicate.Client(
-        api_token=key, base_url="https://testserver", transport=httpx.WSGITransport(app=WSGIHandler())
+        api_token=key, base_url="https://testserver", transport=httpx.WSGITransport(app=app)
     )
 
 

@@ -30,8 +30,8 @@ MODEL = "mockups/product-mockup"
 
 
 @pytest.fixture
-def client(world) -> replicate.Client:
-    return replicate_client(world.acme.key)
+def client(world, in_process_wsgi) -> replicate.Client:
+    return replicate_client(world.acme.key, in_process_wsgi)
 
 
 def job_of(prediction) -> Job:

@@ -23,6 +23,7 @@ EXCLUDED = [positive_data_acceptance]
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("in_process_wsgi")
 @schema.parametrize()
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_api_answers_every_request_as_its_schema_says(case, world: World):
