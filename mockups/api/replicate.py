@@ -13,8 +13,10 @@ import re
 import time
 from typing import Any
 
+from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils.text import slugify
 from ninja import File, Form, Query, Router, Schema, Status
 from ninja.files import UploadedFile as NinjaUploadedFile
 from ninja.params import HeaderEx, P
@@ -39,6 +41,7 @@ from mockups.api.representations import (
     request_base,
 )
 from mockups.api.schemas import (
+    AccountOut,
     FileOut,
     FilePage,
     ModelOut,
@@ -68,7 +71,8 @@ from mockups.api.services import (
 )
 from mockups.api.webhooks import EVENT_COMPLETED, merchant_webhook_secret
 from mockups.errors import NotFound, ValidationFailed
-from mockups.jobs.models import Job, JobSource
+from mockups.jobs.intake import ImageRejected
+from mockups.jobs.models import FINAL_JOB_STATUSES, Job, JobSource
 from mockups.jobs.services import WEBHOOK_EVENTS, JobOptions, job_cancel
 
 router = Router(tags=["replicate"])
@@ -165,7 +169,7 @@ def _wait_until_final(*, job: Job, seconds: int) -> Job:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
-        if status is None or Job(status=status).is_final:
+        if status is None or status in FINAL_JOB_STATUSES:
             break
         time.sleep(min(WAIT_POLL_S, max(deadline - time.monotonic(), 0)))
     return api_job_get(merchant=job.merchant, public_id=job.public_id)
@@ -343,7 +347,7 @@ def deployment_prediction_create(
 def prediction_list(request: HttpRequest, query: Query[ListQuery]) -> Any:
     merchant = request_merchant(request)
     base = request_base(request)
-    page = keyset_page(api_job_list(merchant=merchant), cursor=query.cursor, limit=_page_size())
+    page = keyset_page(api_job_list(merchant=merchant), cursor=query.cursor, limit=settings.API_PAGE_SIZE)
     next_url, previous_url = page.links(base + reverse("api:prediction_list"))
     return {
         "next": next_url,
@@ -377,12 +381,6 @@ def prediction_cancel(request: HttpRequest, prediction_id: str) -> Any:
     )
 
 
-def _page_size() -> int:
-    from django.conf import settings
-
-    return int(settings.API_PAGE_SIZE)
-
-
 # -- files --------------------------------------------------------------------------------------
 
 
@@ -402,11 +400,7 @@ def file_create(
         raise FieldsInvalid.one("metadata", "must be a JSON object.") from exc
     if not isinstance(parsed, dict):
         raise FieldsInvalid.one("metadata", "must be a JSON object.")
-    from django.conf import settings
-
     if content.size is not None and content.size > settings.UPLOAD_MAX_BYTES:
-        from mockups.jobs.intake import ImageRejected
-
         raise ImageRejected(
             f"This file is larger than {settings.UPLOAD_MAX_BYTES // (1024 * 1024)} MB.",
             code="image_file_too_large",
@@ -427,7 +421,9 @@ def file_create(
 def file_list(request: HttpRequest, query: Query[ListQuery]) -> Any:
     merchant = request_merchant(request)
     base = request_base(request)
-    page = keyset_page(uploaded_file_list(merchant=merchant), cursor=query.cursor, limit=_page_size())
+    page = keyset_page(
+        uploaded_file_list(merchant=merchant), cursor=query.cursor, limit=settings.API_PAGE_SIZE
+    )
     next_url, previous_url = page.links(base + reverse("api:file_list"))
     return {
         "next": next_url,
@@ -557,3 +553,20 @@ def model_version_get(request: HttpRequest, owner: str, name: str, version_id: s
 def webhook_secret(request: HttpRequest) -> Any:
     """``whsec_`` + base64: verify ``webhook-signature`` with it (Replicate's ``Webhooks.validate`` does)."""
     return {"key": merchant_webhook_secret(merchant=request_merchant(request))}
+
+
+# -- the account ---------------------------------------------------------------------------------
+
+
+@router.get(
+    "/account", response={200: AccountOut, **READ_PROBLEMS}, url_name="account_get", summary="The account"
+)
+def account_get(request: HttpRequest) -> Any:
+    """The merchant the key belongs to, as Replicate's ``accounts.current()`` reads it."""
+    merchant = request_merchant(request)
+    return {
+        "type": "organization",
+        "username": slugify(merchant.name) or merchant.public_id.hex,
+        "name": merchant.name,
+        "github_url": None,
+    }

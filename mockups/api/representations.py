@@ -175,7 +175,7 @@ def prediction_output(job: Job, *, base: str) -> list[str] | None:
     """Image URLs in the order the variations finished, so the list only ever grows while it runs."""
     done = [v for v in job.variations.all() if v.status == VariationStatus.SUCCEEDED and v.image.name]
     if not done:
-        return None if not job.is_final else []
+        return None
     done.sort(key=lambda v: (v.finished_at or job.created_at, v.index))
     return [media_url(v.image.name, absolute_base=base) for v in done]
 

@@ -23,6 +23,11 @@ VariationStatusName = Literal["queued", "generating", "succeeded", "failed", "ca
 PredictionStatusName = Literal["starting", "processing", "succeeded", "failed", "canceled"]
 
 
+class FieldErrorOut(Schema):
+    field: str
+    message: str
+
+
 class Problem(Schema):
     """RFC 7807 problem details; ``errors`` lists each bad field of a 422."""
 
@@ -33,14 +38,6 @@ class Problem(Schema):
     code: str
     instance: str | None = None
     errors: list[FieldErrorOut] | None = None
-
-
-class FieldErrorOut(Schema):
-    field: str
-    message: str
-
-
-Problem.model_rebuild()
 
 
 # -- generation options shared by both APIs --------------------------------------------------
@@ -344,3 +341,10 @@ class ModelOut(Schema):
 
 class WebhookSecretOut(Schema):
     key: str
+
+
+class AccountOut(Schema):
+    type: Literal["organization", "user"]
+    username: str
+    name: str
+    github_url: str | None

@@ -316,3 +316,8 @@ def test_the_webhook_secret_is_one_replicate_clients_can_use(client, world):
     world.acme.merchant.refresh_from_db()
     assert world.acme.merchant.webhook_secret == secret.key
     assert client.webhooks.default.secret().key == secret.key
+
+
+def test_the_account_is_the_keys_merchant(client, world):
+    account = client.accounts.current()
+    assert account.name == world.acme.merchant.name and account.username == "acme-mugs"
