@@ -251,6 +251,10 @@ def _job_create(
             webhook_field="webhook",
             cancel_after_s=cancel_after_s,
         )
+    except ImageRejected as exc:
+        if exc.status_code != 422:
+            raise
+        raise FieldsInvalid.one("input.image", exc.message, code=exc.code) from exc
     except FieldsInvalid as exc:
         raise FieldsInvalid(
             [FieldError(_INPUT_FIELDS.get(e.field, e.field), e.message) for e in exc.errors], code=exc.code

@@ -322,3 +322,20 @@ def test_an_api_client_is_answered_without_a_session(world):
     client = ApiClient(world.acme.key)
     client.client.logout()
     assert client.get("/api/v1/styles").status_code == 200
+
+
+def test_a_photo_over_the_size_limit_is_413_whichever_way_it_comes(api, settings):
+    settings.UPLOAD_MAX_BYTES = 4096
+    big = photo_bytes(size=(400, 400), fmt="BMP")  # about 480 kB
+    as_json = api.post("/api/v1/mockups", {"image": data_uri(big), "styles": ["forest-moss"]})
+    as_file = api.post_multipart("/api/v1/mockups", {"image": upload(data=big), "styles": ["forest-moss"]})
+    assert (as_json.status_code, as_file.status_code) == (413, 413)
+    assert as_json.json()["code"] == as_file.json()["code"] == "image_file_too_large"
+    assert not Job.objects.exists()
+
+
+def test_a_corrupt_photo_is_a_422_on_image(api):
+    truncated = photo_bytes()[:300]
+    response = api.post("/api/v1/mockups", {"image": data_uri(truncated), "styles": ["forest-moss"]})
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["image"]

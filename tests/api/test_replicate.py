@@ -321,3 +321,14 @@ def test_the_webhook_secret_is_one_replicate_clients_can_use(client, world):
 def test_the_account_is_the_keys_merchant(client, world):
     account = client.accounts.current()
     assert account.name == world.acme.merchant.name and account.username == "acme-mugs"
+
+
+def test_a_corrupt_photo_is_a_422_on_input_image(world):
+    response = Client().post(
+        f"/v1/models/{MODEL}/predictions",
+        {"input": {"image": data_uri(photo_bytes()[:300])}},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {world.acme.key}",
+    )
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["input.image"]
