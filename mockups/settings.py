@@ -90,7 +90,9 @@ def database_from_url(url: str) -> dict[str, object]:
             "HOST": parsed.hostname or "",
             "PORT": str(parsed.port or ""),
             "OPTIONS": options,
-            "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+            # 0 under ASGI: Django's async views run in a pool of threads, and persistent
+            # connections would pile up per thread; put PgBouncer in front for pooling.
+            "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
             "CONN_HEALTH_CHECKS": True,
         }
     raise ImproperlyConfigured(f"DATABASE_URL scheme {parsed.scheme!r} is not supported (sqlite or postgres)")
@@ -198,7 +200,11 @@ if CHANNEL_REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [CHANNEL_REDIS_URL], "prefix": env_str("CHANNEL_PREFIX", "mockups")},
+            "CONFIG": {
+                # A read timeout longer than the layer's 5 s blocking receive (redis-py 8 defaults to 5 s).
+                "hosts": [{"address": CHANNEL_REDIS_URL, "socket_timeout": 30}],
+                "prefix": env_str("CHANNEL_PREFIX", "mockups"),
+            },
         }
     }
 else:

@@ -6,6 +6,7 @@ own data folder, so sites never see each other's jobs, and it is torn down at th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -68,7 +69,10 @@ class Site:
 
     def start(self, name: str, *command: str) -> subprocess.Popen[bytes]:
         log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115  (closed with the process)
-        process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        # Its own process group, so a kill reaches the worker processes a Dramatiq parent forks.
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.processes[name] = process
         return process
 
@@ -84,8 +88,9 @@ class Site:
         )
 
     def kill(self, name: str) -> None:
+        """SIGKILL the process and every process it started, like a machine losing power."""
         process = self.processes.pop(name)
-        process.send_signal(signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
 
     def log(self, name: str) -> str:
@@ -101,12 +106,14 @@ class Site:
 
     def stop(self) -> None:
         for process in self.processes.values():
-            process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
         for process in self.processes.values():
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
         self.processes.clear()
 
 
