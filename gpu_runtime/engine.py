@@ -539,6 +539,11 @@ class Engine:
         with self._lock, torch.no_grad():
             self._loras.preload(self._pipe, spec)
 
+    def lora_switch(self, specs: Sequence[LoraSpec]) -> float:
+        """Makes ``specs`` the active LoRAs now, as the next batch would; returns the seconds it took."""
+        with self._lock:
+            return self._loras.activate(self._pipe, specs)
+
     def health(self) -> dict[str, object]:
         """A JSON-friendly snapshot: device, memory, resident models, warm, LoRAs, last error."""
         models = []

@@ -140,6 +140,22 @@ def _write_tokenizer(folder: Path, *, padding: str) -> None:
     (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config), encoding="utf-8")
 
 
+def build_clip_tokenizers(folder: Path) -> tuple[Any, Any]:
+    """SDXL's two CLIP tokenizers, from a byte-level vocabulary written into ``folder``.
+
+    Every text maps to ids below 520, so they fit the tiny text encoders and the real ones alike
+    (prompts are always padded to 77 tokens, so the cost of encoding does not depend on them).
+    """
+    from transformers import CLIPTokenizer
+
+    _write_tokenizer(folder / "tokenizer", padding="<|endoftext|>")
+    _write_tokenizer(folder / "tokenizer_2", padding="!")  # SDXL's second tokenizer pads with "!"
+    return (
+        CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True),
+        CLIPTokenizer.from_pretrained(folder / "tokenizer_2", local_files_only=True),
+    )
+
+
 def build_tiny_models(folder: Path) -> Path:
     """Builds the tiny models into ``folder`` (``sdxl/`` pipeline + ``controlnet/``) and returns it.
 
@@ -153,7 +169,7 @@ def build_tiny_models(folder: Path) -> Path:
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -176,10 +192,7 @@ def build_tiny_models(folder: Path) -> Path:
 
     base = folder / BASE_SUBDIR
     token_sources = folder / "_tokenizer_sources"
-    _write_tokenizer(token_sources / "tokenizer", padding="<|endoftext|>")
-    _write_tokenizer(token_sources / "tokenizer_2", padding="!")  # SDXL's second tokenizer pads with "!"
-    tokenizer = CLIPTokenizer.from_pretrained(token_sources / "tokenizer", local_files_only=True)
-    tokenizer_2 = CLIPTokenizer.from_pretrained(token_sources / "tokenizer_2", local_files_only=True)
+    tokenizer, tokenizer_2 = build_clip_tokenizers(token_sources)
     scheduler = EulerDiscreteScheduler.from_config(sdxl_scheduler_config())
 
     pipeline: Any = StableDiffusionXLPipeline(

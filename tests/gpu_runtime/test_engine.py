@@ -19,7 +19,7 @@ from PIL import Image
 
 from gpu_runtime import engine as engine_module
 from gpu_runtime.compose import PRESETS, place_product, preset_get, render_product_layer
-from gpu_runtime.engine import SCHEDULERS, Engine, EngineConfig, get_engine
+from gpu_runtime.engine import SCHEDULERS, Engine, EngineConfig, SdxlComponents, get_engine
 from gpu_runtime.errors import BadRequest, EngineError, GenerationCanceled, ModelMissing
 from gpu_runtime.tiny import MARKER_NAME, ensure_tiny_models
 from gpu_runtime.types import Event, GenerateRequest, StepEvent, VariationResult, VariationSpec
@@ -317,6 +317,30 @@ def test_the_sdxl_loading_code_loads_a_local_diffusers_folder(
         assert results[0].fidelity_max_delta == 0
     finally:
         started.close()
+
+
+def test_an_engine_over_models_built_in_memory_generates_like_a_loaded_one(
+    engine: Engine, tiny_models_dir: Path, product: Image.Image
+) -> None:
+    from diffusers import ControlNetModel, StableDiffusionXLPipeline
+
+    base = StableDiffusionXLPipeline.from_pretrained(tiny_models_dir / "sdxl", local_files_only=True)
+    components = SdxlComponents(
+        unet=base.unet,
+        controlnet=ControlNetModel.from_pretrained(tiny_models_dir / "controlnet", local_files_only=True),
+        vae=base.vae,
+        text_encoder=base.text_encoder,
+        text_encoder_2=base.text_encoder_2,
+        tokenizer=base.tokenizer,
+        tokenizer_2=base.tokenizer_2,
+        scheduler=base.scheduler,
+    )
+    built = Engine.from_components(EngineConfig(kind="tiny", warmup=False), components)
+    try:
+        request = GenerateRequest(product, variations(2))
+        assert [r.data for r in built.generate(request)] == [r.data for r in engine.generate(request)]
+    finally:
+        built.close()
 
 
 def test_tiny_models_are_built_once_and_rebuilt_when_the_builder_changes(tmp_path: Path) -> None:
