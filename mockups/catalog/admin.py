@@ -306,7 +306,7 @@ class StyleAdmin(admin.ModelAdmin):
     autocomplete_fields = ["restricted_to"]  # a search box: there may be thousands of merchants
     inlines = [StyleVersionInline]
     actions = ["render_previews", "enable", "disable"]
-    readonly_fields = ["prompt_preview", "previews", "thumbnail_tag"]
+    readonly_fields = ["prompt_preview", "previews", "tile_picture"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "description", "is_enabled", "position", "based_on"]}),
         (
@@ -321,7 +321,7 @@ class StyleAdmin(admin.ModelAdmin):
         ("Backdrop", {"fields": ["backdrop", ("studio_fill", "studio_color", "studio_color_2"), "shadow"]}),
         ("Generation", {"fields": ["steps", "guidance", "scheduler", "controlnet_scale", "output_preset"]}),
         ("LoRAs", {"fields": [(f"lora_{n}", f"weight_{n}") for n in range(1, MAX_STYLE_LORAS + 1)]}),
-        ("Previews", {"fields": ["previews", "thumbnail_tag"]}),
+        ("Previews", {"fields": ["previews", "tile_picture"]}),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Style]:
@@ -336,6 +336,12 @@ class StyleAdmin(admin.ModelAdmin):
     @admin.display(description="")
     def thumbnail_tag(self, obj: Style) -> SafeString:
         return _image(obj.thumbnail.name if obj.thumbnail else "", side=56, alt=f"{obj.name} preview")
+
+    @admin.display(description="picture on the merchants' tile")
+    def tile_picture(self, obj: Style) -> SafeString:
+        if not obj.thumbnail:
+            return mark_safe("None yet: render the previews (the mug's becomes the tile's picture).")  # noqa: S308
+        return _image(obj.thumbnail.name, side=120, alt=f"{obj.name} tile")
 
     @admin.display(description="version", ordering="current_version__number")
     def version(self, obj: Style) -> str:
