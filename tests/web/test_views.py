@@ -77,7 +77,9 @@ def test_one_style_with_a_count_makes_that_many_seeds(owner_client):
         (None, {"styles": ["marble-kitchen"], "count": "many"}, 422, "whole number"),
     ],
 )
-def test_a_bad_upload_is_a_clear_4xx_and_leaves_nothing_behind(owner_client, settings, data, fields, status, fragment):
+def test_a_bad_upload_is_a_clear_4xx_and_leaves_nothing_behind(
+    owner_client, settings, data, fields, status, fragment
+):
     response = upload(owner_client, png() if data is None else data, **fields)
     assert 400 <= response.status_code < 500
     if status:
