@@ -51,9 +51,19 @@ def engine_config() -> EngineConfig:
     )
 
 
+_config: EngineConfig | None = None
+
+
 def engine() -> Engine:
-    """The resident engine: loaded and warmed up on first use, then kept for the process's life."""
+    """The resident engine: loaded and warmed up on first use, then kept for the process's life.
+
+    The configuration (including the default models an operator picked in the admin) is read once
+    per process: a worker loads a newly chosen default model at its next start, never mid-job.
+    """
+    global _config
     from gpu_runtime.engine import get_engine
 
     with _lock:
-        return get_engine(engine_config())
+        if _config is None:
+            _config = engine_config()
+        return get_engine(_config)
