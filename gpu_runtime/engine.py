@@ -455,8 +455,6 @@ class Engine:
             module = getattr(pipe, name)
             module.requires_grad_(False)
             module.eval()
-        for name in ("unet", "controlnet", "vae", "text_encoder", "text_encoder_2"):
-            module = getattr(pipe, name)
             if module.dtype != dtype:  # from_pretrained already loaded in ``dtype``; built models may not be
                 module.to(dtype=dtype)
         pipe.to(device)
@@ -474,7 +472,6 @@ class Engine:
         engine._loras.prepare_hotswap(pipe)  # before compiling: the slot is part of the graph
         if config.compile:
             engine._compile()
-        engine._start_seconds = time.perf_counter() - started
         if config.warmup:
             engine.warm_up()
         engine._start_seconds = time.perf_counter() - started
