@@ -16,7 +16,18 @@ from mockups.jobs.uploads import upload_validate
 from tests.factories import make_style
 from tests.images import product_photo
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def default_styles(transactional_db):
+    """A transactional test starts from a flushed database: put the default styles back."""
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("mockups.catalog.migrations.0002_default_styles")
+    migration.create_default_styles(apps, None)
 
 
 def photo(size=(256, 256)) -> bytes:
