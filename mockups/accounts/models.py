@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 import uuid
@@ -12,7 +13,8 @@ from django.utils import timezone
 
 
 def webhook_secret_default() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
+    """Replicate's format: ``whsec_`` + standard base64; its clients split on ``_``, so not URL-safe."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 class Merchant(models.Model):
