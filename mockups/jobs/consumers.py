@@ -34,6 +34,9 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         job_id = self.scope["url_route"]["kwargs"]["job_id"]
         public_id = await _job_public_id_for(self.scope.get("user"), job_id)
         if public_id is None:
+            # Accept, then close with our code: a client can tell "no such job" from a network
+            # failure. Missing, not-yours and not-logged-in look exactly alike.
+            await self.accept()
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.group = job_group(public_id)
