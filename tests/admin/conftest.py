@@ -16,9 +16,6 @@ from mockups.catalog.models import Style
 from mockups.jobs.models import Job, JobStatus, Variation
 from tests.factories import make_merchant, png_bytes
 
-# The real actors on a StubBroker and the tiny engine, shared with the pipeline tests.
-from tests.jobs.conftest import engine_settings, run_queues, stub_broker, tiny_models_dir  # noqa: F401
-
 
 @pytest.fixture(autouse=True)
 def _offline_and_quick(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import dramatiq
 import httpx
 import pytest
 import replicate
@@ -23,12 +22,9 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test import Client
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import CurrentMessage
 from PIL import Image, ImageDraw
 
 from mockups.accounts.services import api_key_create
-from mockups.api import tasks as api_tasks
-from mockups.jobs import tasks as job_tasks
 from mockups.jobs.models import Job
 from mockups.jobs.services import (
     Claim,
@@ -39,37 +35,13 @@ from mockups.jobs.services import (
     variation_mark_started,
     variation_mark_succeeded,
 )
-from mockups.queue import ALL_QUEUES, DatabaseConnections
 from tests.factories import make_merchant, png_bytes
-
-ACTORS = [
-    job_tasks.job_prepare,
-    job_tasks.job_generate,
-    api_tasks.webhook_send,
-    api_tasks.prediction_deadline,
-]
 
 
 @pytest.fixture(autouse=True)
-def stub_broker() -> Iterator[StubBroker]:
-    """A fresh StubBroker that every actor sends to for the length of one test."""
-    broker = StubBroker()
-    broker.add_middleware(CurrentMessage())
-    broker.add_middleware(DatabaseConnections())
-    broker.emit_after("process_boot")
-    previous = dramatiq.get_broker()
-    originals = {actor: actor.broker for actor in ACTORS}
-    dramatiq.set_broker(broker)
-    for queue in ALL_QUEUES:
-        broker.declare_queue(queue)
-    for actor in ACTORS:
-        actor.broker = broker
-        broker.declare_actor(actor)
-    yield broker
-    broker.flush_all()
-    for actor, original in originals.items():
-        actor.broker = original
-    dramatiq.set_broker(previous)
+def _every_api_test_on_a_stub_broker(stub_broker: StubBroker) -> StubBroker:
+    """Every API test runs its actors on the shared fresh StubBroker (tests/conftest.py)."""
+    return stub_broker
 
 
 @pytest.fixture(autouse=True)
