@@ -18,6 +18,7 @@ from django.utils.html import format_html
 
 from mockups.accounts.models import ApiKey, Membership, Merchant
 from mockups.accounts.services import api_key_create, api_key_revoke
+from mockups.admin_tools import ViewOnly
 
 
 class MembershipInline(admin.TabularInline):
@@ -31,7 +32,7 @@ class MembershipInline(admin.TabularInline):
         return super().get_queryset(request).select_related("user")
 
 
-class ApiKeyInline(admin.TabularInline):
+class ApiKeyInline(ViewOnly, admin.TabularInline):
     """The merchant's keys, read-only here: create and revoke them from the API keys list."""
 
     model = ApiKey
@@ -40,12 +41,6 @@ class ApiKeyInline(admin.TabularInline):
     show_change_link = True
     fields = ("name", "prefix", "created_at", "last_used_at", "revoked_at")
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Merchant)

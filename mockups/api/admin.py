@@ -13,19 +13,12 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from mockups.admin_tools import ViewOnly
 from mockups.api.models import UploadedFile, WebhookDelivery
 from mockups.jobs.admin import EstimatedCountPaginator
 
 # Redelivery waits for each receiver's answer (up to WEBHOOK_TIMEOUT_S), so an action sends a few.
 REDELIVER_AT_ONCE = 10
-
-
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class DeliveryOutcomeFilter(admin.SimpleListFilter):
@@ -47,7 +40,7 @@ class DeliveryOutcomeFilter(admin.SimpleListFilter):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(_ReadOnly):
+class WebhookDeliveryAdmin(ViewOnly, admin.ModelAdmin):
     list_display = ["created_at", "merchant", "job_link", "event", "attempt", "outcome", "duration_ms", "url"]
     list_select_related = ["merchant", "job"]
     list_filter = [DeliveryOutcomeFilter, "event"]
@@ -127,7 +120,7 @@ class WebhookDeliveryAdmin(_ReadOnly):
 
 
 @admin.register(UploadedFile)
-class UploadedFileAdmin(_ReadOnly):
+class UploadedFileAdmin(ViewOnly, admin.ModelAdmin):
     list_display = ["created_at", "merchant", "name", "content_type", "size", "expires_at"]
     list_select_related = ["merchant"]
     search_fields = ["=public_id", "name", "sha256"]

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from mockups.admin_tools import ReadOnly, ViewOnly
 from mockups.catalog.forms import MAX_STYLE_LORAS, BaseModelForm, ControlNetForm, LoraForm, StyleForm
 from mockups.catalog.models import (
     BaseModel,
@@ -243,7 +244,7 @@ class LoraAdmin(admin.ModelAdmin):
 # -- styles --------------------------------------------------------------------------------------
 
 
-class StyleVersionInline(admin.TabularInline):
+class StyleVersionInline(ReadOnly, admin.TabularInline):
     """The version history, newest first, read-only: versions are never edited."""
 
     model = StyleVersion
@@ -259,15 +260,6 @@ class StyleVersionInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[StyleVersion]:
         return super().get_queryset(request).prefetch_related("lora_links__lora")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="settings")
     def settings(self, obj: StyleVersion) -> str:
@@ -512,7 +504,7 @@ class StyleAdmin(admin.ModelAdmin):
 
 
 @admin.register(StyleVersion)
-class StyleVersionAdmin(admin.ModelAdmin):
+class StyleVersionAdmin(ReadOnly, admin.ModelAdmin):
     """Every version of every style, read-only: what a job's variation was made with."""
 
     list_display = ["__str__", "backdrop", "steps", "guidance", "output_preset", "created_at"]
@@ -526,22 +518,13 @@ class StyleVersionAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[StyleVersion]:
         return super().get_queryset(request).prefetch_related("lora_links__lora")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     @admin.display(description="LoRAs")
     def lora_list(self, obj: StyleVersion) -> str:
         return _names([f"{link.lora.name} @ {link.weight:g}" for link in obj.lora_links.all()])
 
 
 @admin.register(StylePreview)
-class StylePreviewAdmin(admin.ModelAdmin):
+class StylePreviewAdmin(ViewOnly, admin.ModelAdmin):
     """Preview renders, read-only: which job made each one and how it went."""
 
     list_display = [
@@ -558,12 +541,6 @@ class StylePreviewAdmin(admin.ModelAdmin):
     list_filter = ["status", "product"]
     search_fields = ["style__name"]
     ordering = ["-id"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="")
     def image_tag(self, obj: StylePreview) -> SafeString:

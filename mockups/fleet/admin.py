@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
@@ -12,13 +11,14 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
 
+from mockups.admin_tools import ViewOnly
 from mockups.catalog.models import BaseModel, ControlNetModel, Lora
 from mockups.fleet.models import GpuWorker
 from mockups.fleet.selectors import gpu_workers_seen, worker_models_resident
 
 
 @admin.register(GpuWorker)
-class GpuWorkerAdmin(admin.ModelAdmin):
+class GpuWorkerAdmin(ViewOnly, admin.ModelAdmin):
     """What each worker process last reported. Rows of dead workers may be deleted; they also go away
     by themselves a day after their last heartbeat."""
 
@@ -36,12 +36,6 @@ class GpuWorkerAdmin(admin.ModelAdmin):
         "health",
         "loras",
     ]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(boolean=True, description="alive")
     def alive(self, obj: GpuWorker) -> bool:

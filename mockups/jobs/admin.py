@@ -22,6 +22,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from mockups.admin_tools import ReadOnly
 from mockups.jobs.media import media_url
 from mockups.jobs.models import Job, Variation
 
@@ -69,18 +70,7 @@ def _thumb(name: str | None, *, side: int = 48, alt: str = "") -> SafeString:
     )
 
 
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class VariationInline(admin.TabularInline):
+class VariationInline(ReadOnly, admin.TabularInline):
     model = Variation
     extra = 0
     can_delete = False
@@ -101,22 +91,13 @@ class VariationInline(admin.TabularInline):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Variation]:
         return super().get_queryset(request).select_related("style_version__style")
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     @admin.display(description="image")
     def image_tag(self, obj: Variation) -> SafeString:
         return _thumb(obj.image.name if obj.image else "", side=160, alt=f"variation {obj.index}")
 
 
 @admin.register(Job)
-class JobAdmin(_ReadOnly):
+class JobAdmin(ReadOnly, admin.ModelAdmin):
     list_display = [
         "public_id",
         "merchant",
@@ -202,7 +183,7 @@ class JobAdmin(_ReadOnly):
 
 
 @admin.register(Variation)
-class VariationAdmin(_ReadOnly):
+class VariationAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ["__str__", "status", "style", "fidelity_max_delta", "gpu_seconds", "finished_at"]
     list_select_related = ["job", "style_version__style"]
     list_filter = ["status"]
