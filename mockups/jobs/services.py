@@ -123,11 +123,7 @@ def job_create(*, merchant: Merchant, image: ValidatedImage, options: JobOptions
     styles: list[Style] = [style_get_for_merchant(merchant=merchant, key=key) for key in options.styles]
     if options.count is not None:
         styles = styles * options.count
-    limit = merchant.active_job_limit
-    if job_active_count(merchant=merchant) >= limit:
-        raise TooManyJobs(
-            f"You already have {limit} mockup jobs queued or running; wait for one to finish.", retry_after=10
-        )
+    _active_limit_check(merchant)  # early, before the photo is stored; again under the lock below
 
     job = Job(
         merchant=merchant,
@@ -156,6 +152,9 @@ def job_create(*, merchant: Merchant, image: ValidatedImage, options: JobOptions
     name = default_storage.save(job_file_path("original", job, "png"), ContentFile(image.encode_png()))
     try:
         with transaction.atomic():
+            # The merchant row is locked so concurrent creates cannot all pass the limit at once.
+            Merchant.objects.select_for_update().filter(pk=merchant.pk).first()
+            _active_limit_check(merchant)
             job.original.name = name
             job.save()
             Variation.objects.bulk_create(
@@ -180,6 +179,14 @@ def job_create(*, merchant: Merchant, image: ValidatedImage, options: JobOptions
         default_storage.delete(name)
         raise
     return job
+
+
+def _active_limit_check(merchant: Merchant) -> None:
+    limit = merchant.active_job_limit
+    if job_active_count(merchant=merchant) >= limit:
+        raise TooManyJobs(
+            f"You already have {limit} mockup jobs queued or running; wait for one to finish.", retry_after=10
+        )
 
 
 def _enqueue_prepare(job: Job) -> None:
