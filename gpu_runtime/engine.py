@@ -756,20 +756,21 @@ class Engine:
             raise GenerationCanceled("The job was canceled between two denoising steps.")
         latents = output.images
         finishing: list[Future[FinishedImage]] = []
-        for i, variation in enumerate(batch.variations):
-            background = self._decode(latents[i : i + 1])
-            # Compositing and encoding run on the CPU while the GPU decodes the next image.
-            finishing.append(
-                self._finisher.submit(
-                    finish,
-                    background,
-                    request.product_rgba,
-                    batch.preset,
-                    shadow=variation.shadow,
-                    fmt=variation.output_format,
-                    generated=True,
+        with self._vae_for_decoding():
+            for i, variation in enumerate(batch.variations):
+                background = self._decode(latents[i : i + 1])
+                # Compositing and encoding run on the CPU while the GPU decodes the next image.
+                finishing.append(
+                    self._finisher.submit(
+                        finish,
+                        background,
+                        request.product_rgba,
+                        batch.preset,
+                        shadow=variation.shadow,
+                        fmt=variation.output_format,
+                        generated=True,
+                    )
                 )
-            )
         gpu_seconds = (time.perf_counter() - started) / len(batch.variations)
         results = []
         for variation, future in zip(batch.variations, finishing, strict=True):
@@ -777,6 +778,24 @@ class Engine:
             results.append(result)
             emit(result)
         return results
+
+    @contextmanager
+    def _vae_for_decoding(self) -> Iterator[None]:
+        """The VAE in a dtype it decodes safely in, for the duration of a batch's decodes.
+
+        The published SDXL VAE overflows in fp16 (its config says ``force_upcast``): an fp16
+        engine decodes in fp32, as diffusers' own pipeline does, and puts the VAE back in fp16 for
+        the next job's mask encoding. bf16 and fp32 decode as they are.
+        """
+        vae = self._pipe.vae
+        upcast = vae.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
+        if upcast:
+            vae.to(dtype=torch.float32)
+        try:
+            yield
+        finally:
+            if upcast:
+                vae.to(dtype=torch.float16)
 
     def _decode(self, latents: torch.Tensor) -> Image.Image:
         """One latent to an RGB image with the VAE, in whatever dtype the VAE holds now."""

@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from gpu_runtime import engine as engine_module
@@ -385,3 +386,27 @@ def test_an_empty_negative_prompt_gets_the_zero_embedding_whatever_its_neighbour
     assert not with_negative[1][0].any() and not with_negative[3][0].any()
     assert with_negative[1][1].abs().sum() > 0
     assert np.allclose(with_negative[0][0].numpy(), alone[0][0].numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize(("force_upcast", "decoded_in"), [(True, torch.float32), (False, torch.float16)])
+def test_an_fp16_vae_that_asks_for_upcasting_decodes_in_fp32_and_goes_back_to_fp16(
+    engine: Engine, force_upcast: bool, decoded_in: torch.dtype
+) -> None:
+    vae = engine.pipeline.vae
+    seen: list[torch.dtype] = []
+    hook = vae.decoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+    vae.to(dtype=torch.float16)
+    vae.register_to_config(force_upcast=force_upcast)
+    try:
+        latents = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+        with torch.inference_mode(), engine._vae_for_decoding():
+            image = engine._decode(latents)
+        after = vae.dtype
+    finally:
+        hook.remove()
+        vae.to(dtype=torch.float32)
+        vae.register_to_config(force_upcast=False)
+
+    assert seen == [decoded_in]
+    assert after == torch.float16
+    assert image.size == (128, 128)
