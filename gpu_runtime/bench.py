@@ -2,6 +2,7 @@
 
     python -m gpu_runtime.bench [--full] [--repeats N] [--json PATH] [--compile | --no-compile]
                                 [--compile-mode MODE] [--save-dir DIR] [--peak-tflops 790]
+                                [--parts ours,eager,naive] [--compare EARLIER.json] [--steps N]
 
 On CUDA it builds full-size SDXL base, the SDXL canny ControlNet, the SDXL VAE and both CLIP text
 encoders from the published configs (``gpu_runtime.configs``) with random weights, directly on the
@@ -22,6 +23,10 @@ and times, as medians over ``--repeats`` after a warm-up:
 Without CUDA it runs the same measurements on the tiny models at a scaled-down shape (128x128
 generation, same steps and variations) so it always works, and says so; its figures are not
 comparable with the targets. Figures print as a table with the device and the date.
+
+A GPU lease may allow only minutes per command, so the run splits: ``--parts naive`` in one command
+and ``--parts ours,eager --compare naive.json`` in the next gives the same table, the speed-up
+included (``--compare`` takes the figures this run skipped from an earlier run's ``--json``).
 """
 
 from __future__ import annotations
@@ -462,7 +467,10 @@ def run(args: argparse.Namespace) -> Report:
     full = cuda and not args.small
     if args.full and not cuda:
         report.notes.append("--full asked for, but there is no CUDA device: running the scaled-down shape.")
-    shape = Shape(full=True, width=1024, height=1024) if full else Shape(full=False, width=128, height=128)
+    size = 1024 if full else 128
+    shape = Shape(full=full, width=size, height=size, steps=args.steps)
+    parts = set(args.parts)
+    earlier = _earlier_figures(args.compare, shape, report)  # before any work: a wrong file fails fast
     compile_enabled = args.compile if args.compile is not None else cuda
     dtype = torch.bfloat16 if cuda else torch.float32
     product = bench_product()
@@ -477,35 +485,41 @@ def run(args: argparse.Namespace) -> Report:
 
         # 1. Our engine, first in the process so that its start-to-ready is clean.
         components: SdxlComponents | None = None
-        if full:
-            components = build_full_components(device, dtype, seed=0)
-            if args.save_dir:
-                save_components(components, Path(args.save_dir))
-            config = EngineConfig(
-                kind="sdxl", dtype="bf16", compile=compile_enabled, compile_mode=args.compile_mode
-            )
-            engine = Engine.from_components(config, components)
-        else:
-            config = EngineConfig(
-                kind="tiny", tiny_dir=tiny_dir, compile=compile_enabled, compile_mode=args.compile_mode
-            )
-            engine = Engine.start(config)
-        ready_age = process_age_seconds()
-        health = engine.health()
-        graphs_after_warmup = compiled_graph_count()
-        ours = time_engine(engine, job_request(shape, product), args.repeats)
-        lora = measure_lora_switching(engine, shape, product, scratch)
-        report.figures["graphs_after_warmup"] = graphs_after_warmup
-        report.figures["graphs_after_all_jobs"] = compiled_graph_count()
-        peak = peak_memory_gib()
-        engine.close()
-        del engine
-        components = None
-        _release_memory()
+        health: dict[str, object] | None = None
+        ready_age: float | None = None
+        ours: dict[str, float] | None = None
+        lora: dict[str, Any] | None = None
+        peak: float | None = None
+        if "ours" in parts:
+            if full:
+                components = build_full_components(device, dtype, seed=0)
+                if args.save_dir:
+                    save_components(components, Path(args.save_dir))
+                config = EngineConfig(
+                    kind="sdxl", dtype="bf16", compile=compile_enabled, compile_mode=args.compile_mode
+                )
+                engine = Engine.from_components(config, components)
+            else:
+                config = EngineConfig(
+                    kind="tiny", tiny_dir=tiny_dir, compile=compile_enabled, compile_mode=args.compile_mode
+                )
+                engine = Engine.start(config)
+            ready_age = process_age_seconds()
+            health = engine.health()
+            graphs_after_warmup = compiled_graph_count()
+            ours = time_engine(engine, job_request(shape, product), args.repeats)
+            lora = measure_lora_switching(engine, shape, product, scratch)
+            report.figures["graphs_after_warmup"] = graphs_after_warmup
+            report.figures["graphs_after_all_jobs"] = compiled_graph_count()
+            peak = peak_memory_gib()
+            engine.close()
+            del engine
+            components = None
+            _release_memory()
 
         # 2. The eager engine, for what compiling buys (only when the first one was compiled).
         eager: dict[str, float] | None = None
-        if compile_enabled and not args.no_eager:
+        if compile_enabled and "eager" in parts:
             eager_config = EngineConfig(kind="sdxl" if full else "tiny", tiny_dir=tiny_dir, compile=False)
             if full:
                 eager_engine = Engine.from_components(
@@ -521,7 +535,7 @@ def run(args: argparse.Namespace) -> Report:
         # 3. The naive server: fp16 on CUDA (what the guides use), fp32 on CPU.
         naive: dict[str, float] | None = None
         flops: tuple[float, float] | None = None
-        if not args.no_naive:
+        if "naive" in parts:
             naive_dtype = torch.float16 if cuda else torch.float32
             if full:
                 naive_components = build_full_components(device, naive_dtype, seed=2)
@@ -535,7 +549,7 @@ def run(args: argparse.Namespace) -> Report:
 
         # 4. A fresh process loading the saved models from disk, with a warm compile cache.
         probe: dict[str, float] | None = None
-        if args.save_dir:
+        if args.save_dir and "ours" in parts:
             command = [sys.executable, "-m", "gpu_runtime.bench", "--probe-start", str(args.save_dir)]
             command += [
                 "--compile" if compile_enabled else "--no-compile",
@@ -544,6 +558,7 @@ def run(args: argparse.Namespace) -> Report:
             ]
             if not full:
                 command.append("--small")
+            command += ["--steps", str(shape.steps)]
             completed = subprocess.run(command, capture_output=True, text=True, check=False)
             lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
             if completed.returncode == 0 and lines:
@@ -551,24 +566,39 @@ def run(args: argparse.Namespace) -> Report:
             else:
                 report.notes.append(f"start probe failed: {completed.stderr.strip()[-500:]}")
 
-    _fill_report(report, shape, health, ready_age, ours, eager, naive, lora, flops, peak, probe, args)
+    _fill_report(
+        report, shape, health, ready_age, ours, eager, naive, lora, flops, peak, probe, earlier, args
+    )
     return report
+
+
+def _earlier_figures(path: Path | None, shape: Shape, report: Report) -> dict[str, Any]:
+    """Figures of an earlier ``--json`` run of the same shape, for the parts this run skipped."""
+    if path is None:
+        return {}
+    figures: dict[str, Any] = json.loads(path.read_text())
+    if figures.get("shape") != shape.label:
+        raise SystemExit(f"--compare {path}: it measured {figures.get('shape')!r}, not {shape.label!r}.")
+    report.notes.append(f"Figures this run skipped come from {path} ({figures.get('date', 'undated')}).")
+    return figures
 
 
 def _fill_report(
     report: Report,
     shape: Shape,
-    health: dict[str, object],
-    ready_age: float,
-    ours: dict[str, float],
+    health: dict[str, object] | None,
+    ready_age: float | None,
+    ours: dict[str, float] | None,
     eager: dict[str, float] | None,
     naive: dict[str, float] | None,
-    lora: dict[str, Any],
+    lora: dict[str, Any] | None,
     flops: tuple[float, float] | None,
     peak: float | None,
     probe: dict[str, float] | None,
+    earlier: dict[str, Any],
     args: argparse.Namespace,
 ) -> None:
+    """The table: what this run measured, then what it skipped taken from ``earlier`` (marked)."""
     full = shape.full
     add = report.add
 
@@ -576,52 +606,82 @@ def _fill_report(
         """A target and whether it is met, shown for the full shape only."""
         return f"{text}: {_verdict(ok)}" if full else ""
 
-    job = ours["job_seconds"]
-    goal = f"<= {TARGET_JOB_SECONDS:g} s (goal {GOAL_JOB_SECONDS:g} s)"
-    add(
-        "ours_job_s",
-        "ours: 5-image job, end to end",
-        job,
-        f"{job:.2f} s",
-        target(goal, job <= TARGET_JOB_SECONDS),
-    )
-    gpu = ours["gpu_seconds"]
-    add("ours_gpu_s", "ours: denoise + decode (GPU part)", gpu, f"{gpu:.2f} s")
-    step_ms = ours["denoise_seconds"] / shape.steps * 1000
-    add("ours_step_ms", f"ours: one step (batch of {shape.variations}, CFG)", step_ms, f"{step_ms:.1f} ms")
-    per_hour = 3600 * shape.variations / job
-    add("ours_images_per_hour", "ours: images per hour", per_hour, f"{per_hour:,.0f}")
-    if eager is not None:
-        seconds = eager["job_seconds"]
-        add("eager_job_s", "ours without compile: 5-image job", seconds, f"{seconds:.2f} s")
-    if naive is not None:
-        seconds = naive["job_seconds"]
+    def measured(key: str, here: float | None) -> tuple[float | None, str]:
+        """This run's figure, else the earlier run's with a mark on its label."""
+        if here is not None:
+            return here, ""
+        value = earlier.get(key)
+        return (float(value), " (earlier run)") if value is not None else (None, "")
+
+    job, mark = measured("ours_job_s", ours["job_seconds"] if ours else None)
+    if job is not None:
+        goal = f"<= {TARGET_JOB_SECONDS:g} s (goal {GOAL_JOB_SECONDS:g} s)"
+        label = "ours: 5-image job, end to end" + mark
+        add("ours_job_s", label, job, f"{job:.2f} s", target(goal, job <= TARGET_JOB_SECONDS))
+    if ours is not None:
+        gpu = ours["gpu_seconds"]
+        add("ours_gpu_s", "ours: denoise + decode (GPU part)", gpu, f"{gpu:.2f} s")
+        step_ms = ours["denoise_seconds"] / shape.steps * 1000
+        label = f"ours: one step (batch of {shape.variations}, CFG)"
+        add("ours_step_ms", label, step_ms, f"{step_ms:.1f} ms")
+    if job is not None:
+        per_hour = 3600 * shape.variations / job
+        add("ours_images_per_hour", "ours: images per hour" + mark, per_hour, f"{per_hour:,.0f}")
+    seconds, mark = measured("eager_job_s", eager["job_seconds"] if eager else None)
+    if seconds is not None:
+        add("eager_job_s", "ours without compile: 5-image job" + mark, seconds, f"{seconds:.2f} s")
+    naive_seconds, mark = measured("naive_job_s", naive["job_seconds"] if naive else None)
+    if naive_seconds is not None:
         label = "naive: plain pipeline x5 (fp16, SDPA)" if full else "naive: plain pipeline x5"
-        add("naive_job_s", label, seconds, f"{seconds:.2f} s")
-        ratio = seconds / job
-        ratio_target = target(f">= {TARGET_SPEEDUP:g}x", ratio >= TARGET_SPEEDUP)
-        add("speedup", "speed-up, ours vs naive", ratio, f"{ratio:.2f}x", ratio_target)
-    if full:
+        add("naive_job_s", label + mark, naive_seconds, f"{naive_seconds:.2f} s")
+        if job is not None:
+            ratio = naive_seconds / job
+            ratio_target = target(f">= {TARGET_SPEEDUP:g}x", ratio >= TARGET_SPEEDUP)
+            add("speedup", "speed-up, ours vs naive", ratio, f"{ratio:.2f}x", ratio_target)
+    if full and job is not None:
         floor = shape.variations * TFLOP_PER_IMAGE / args.peak_tflops
         label = f"compute floor (5 x {TFLOP_PER_IMAGE:.0f} TFLOP at {args.peak_tflops:g} TFLOP/s)"
         add("floor_s", label, floor, f"{floor:.2f} s")
         add("floor_fraction", "fraction of the floor reached", floor / job, f"{floor / job:.0%}")
-    if flops is not None:
-        unet_tflop, controlnet_tflop = flops
-        add(
-            "unet_tflop",
-            "counted: UNet TFLOP / forward / image",
-            unet_tflop,
-            f"{unet_tflop:.3g}",
-            "issue: 6.76" if full else "",
-        )
+    unet_tflop, mark = measured("unet_tflop", flops[0] if flops else None)
+    controlnet_tflop, _ = measured("controlnet_tflop", flops[1] if flops else None)
+    if unet_tflop is not None and controlnet_tflop is not None:
+        label = "counted: UNet TFLOP / forward / image" + mark
+        add("unet_tflop", label, unet_tflop, f"{unet_tflop:.3g}", "issue: 6.76" if full else "")
+        label = "counted: ControlNet TFLOP / forward / image" + mark
         add(
             "controlnet_tflop",
-            "counted: ControlNet TFLOP / forward / image",
+            label,
             controlnet_tflop,
             f"{controlnet_tflop:.3g}",
             "issue: 3.02" if full else "",
         )
+    if lora is not None and health is not None:
+        _lora_rows(report, lora, bool(health["compile"]["enabled"]), target)  # type: ignore[index]
+    if ready_age is not None and health is not None:
+        add("process_to_ready_s", "process start to ready (weights built)", ready_age, f"{ready_age:.1f} s")
+        started = float(health["start_seconds"])  # type: ignore[arg-type]
+        add("engine_start_s", "engine start (assembly, compile, warm-up)", started, f"{started:.1f} s")
+    if probe is not None:
+        ready = probe["process_to_ready_s"]
+        ready_target = target(f"<= {TARGET_READY_SECONDS:g} s", ready <= TARGET_READY_SECONDS)
+        label = "fresh process, from disk, warm cache"
+        add("fresh_process_to_ready_s", label, ready, f"{ready:.1f} s", ready_target)
+    elif ours is not None:
+        report.notes.append("Pass --save-dir DIR to also time a fresh process loading the models from disk.")
+    if peak is not None:
+        add("peak_gpu_gib", "peak GPU memory (our engine)", peak, f"{peak:.1f} GiB")
+    if ours is not None:
+        report.figures["ours_job_seconds_all"] = ours["job_seconds_all"]
+    if not full:
+        report.notes.append(
+            "Scaled-down run: tiny random models on the CPU. The figures show that everything runs; "
+            "they are not comparable with the GPU targets."
+        )
+
+
+def _lora_rows(report: Report, lora: dict[str, Any], compiled: bool, target: Any) -> None:
+    add = report.add
     p50, p95 = lora["switch_p50_ms"], lora["switch_p95_ms"]
     label = f"LoRA switch p50 ({lora['mode']}, rank {lora['lora_rank']})"
     add(
@@ -635,39 +695,11 @@ def _fill_report(
     cold = lora["cold_load_ms_median"]
     add("lora_cold_load_ms", f"LoRA first load from disk ({lora['lora_file_mb']} MB)", cold, f"{cold:.0f} ms")
     recompiles = lora["graphs_added"]
-    if health["compile"]["enabled"]:  # type: ignore[index]
-        add(
-            "lora_recompiles",
-            "graphs compiled by LoRA switches",
-            recompiles,
-            str(recompiles),
-            target("0", recompiles == 0),
-        )
+    if compiled:
+        label = "graphs compiled by LoRA switches"
+        add("lora_recompiles", label, recompiles, str(recompiles), target("0", recompiles == 0))
     else:
         add("lora_recompiles", "graphs compiled by LoRA switches", None, "n/a (not compiled)")
-    add("process_to_ready_s", "process start to ready (weights built)", ready_age, f"{ready_age:.1f} s")
-    started = float(health["start_seconds"])  # type: ignore[arg-type]
-    add("engine_start_s", "engine start (assembly, compile, warm-up)", started, f"{started:.1f} s")
-    if probe is not None:
-        ready = probe["process_to_ready_s"]
-        ready_target = target(f"<= {TARGET_READY_SECONDS:g} s", ready <= TARGET_READY_SECONDS)
-        add(
-            "fresh_process_to_ready_s",
-            "fresh process, from disk, warm cache",
-            ready,
-            f"{ready:.1f} s",
-            ready_target,
-        )
-    else:
-        report.notes.append("Pass --save-dir DIR to also time a fresh process loading the models from disk.")
-    if peak is not None:
-        add("peak_gpu_gib", "peak GPU memory (our engine)", peak, f"{peak:.1f} GiB")
-    report.figures["ours_job_seconds_all"] = ours["job_seconds_all"]
-    if not full:
-        report.notes.append(
-            "Scaled-down run: tiny random models on the CPU. The figures show that everything runs; "
-            "they are not comparable with the GPU targets."
-        )
 
 
 def print_report(report: Report, args: argparse.Namespace) -> None:
@@ -681,6 +713,8 @@ def print_report(report: Report, args: argparse.Namespace) -> None:
     print(f"device:  {device}")
     print(f"shape:   {report.figures['shape']}")
     print(f"compile: {report.figures['compile']}; medians of {args.repeats} repeats after a warm-up\n")
+    if not report.rows:
+        report.rows.append(("nothing measured (eager runs only when the engine is compiled)", "", ""))
     width = max(len(label) for label, _, _ in report.rows)
     value_width = max(len(value) for _, value, _ in report.rows)
     print(f"{'metric'.ljust(width)}  {'value'.rjust(value_width)}  target")
@@ -691,6 +725,17 @@ def print_report(report: Report, args: argparse.Namespace) -> None:
         print(f"\nnote: {note}")
     report.figures["device"] = device
     report.figures["date"] = now
+
+
+PARTS = ("ours", "eager", "naive")
+
+
+def _parts(text: str) -> tuple[str, ...]:
+    parts = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(f"parts are {', '.join(PARTS)}; got {text!r}")
+    return parts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -706,12 +751,27 @@ def main(argv: list[str] | None = None) -> None:
         help="compile UNet + ControlNet (default: on CUDA only)",
     )
     parser.add_argument("--compile-mode", default="max-autotune-no-cudagraphs")
-    parser.add_argument("--no-eager", action="store_true", help="skip the uncompiled engine run")
-    parser.add_argument("--no-naive", action="store_true", help="skip the naive pipeline")
+    parser.add_argument(
+        "--parts",
+        type=_parts,
+        default=PARTS,
+        help="comma-separated, of ours (with LoRA and start figures), eager, naive (default: all)",
+    )
+    parser.add_argument("--no-eager", action="store_true", help="leave out the uncompiled engine run")
+    parser.add_argument("--no-naive", action="store_true", help="leave out the naive pipeline")
+    parser.add_argument("--compare", type=Path, help="an earlier run's --json, for the parts this run skips")
+    parser.add_argument("--steps", type=int, default=30, help="denoising steps per image (default 30)")
     parser.add_argument("--peak-tflops", type=float, default=790.0, help="dense bf16 TFLOP/s of the GPU")
     parser.add_argument("--save-dir", type=Path, help="save the random models here and time a fresh start")
     parser.add_argument("--probe-start", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.parts = tuple(
+        part
+        for part in args.parts
+        if not (part == "eager" and args.no_eager) and not (part == "naive" and args.no_naive)
+    )
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     warnings.filterwarnings("ignore")  # random weights make the naive pipeline's casts warn
     import diffusers.utils.logging

@@ -2,7 +2,8 @@
 
 The bound must not grow with the rows shown (no N+1): the same page with a few hundred jobs stays
 under a fixed ceiling. How the lists behave at 100,000 jobs is measured by
-``benchmarks/admin_lists.py`` (see its table); these tests keep the shape of the queries honest.
+``python -m tests.admin.bench_admin_lists`` (see its table); these tests keep the shape of the
+queries honest.
 """
 
 from __future__ import annotations
