@@ -38,7 +38,7 @@ from mockups.errors import DomainError
 from mockups.jobs.intake import ValidatedImage
 from mockups.jobs.media import media_url
 from mockups.jobs.models import JobSource
-from mockups.jobs.services import WEBHOOK_EVENTS, JobOptions, job_cancel, variation_regenerate
+from mockups.jobs.services import WEBHOOK_EVENTS, JobOptions, job_cancel, queue_view, variation_regenerate
 from mockups.jobs.uploads import upload_validate
 
 router = Router(tags=["mockups"])
@@ -176,8 +176,9 @@ def mockup_list(request: HttpRequest, query: Query[ListQuery]) -> Any:
     base = request_base(request)
     page = keyset_page(api_job_list(merchant=merchant), cursor=query.cursor, limit=query.limit)
     next_url, previous_url = page.links(base + reverse("api:mockup_list"), limit=query.limit)
+    queue = queue_view(jobs=page.items)
     return {
-        "results": [mockup_representation(job, base=base) for job in page.items],
+        "results": [mockup_representation(job, base=base, queue=queue) for job in page.items],
         "next": next_url,
         "previous": previous_url,
     }

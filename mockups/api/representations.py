@@ -19,7 +19,7 @@ from mockups.api.model_card import MODEL_REF, model_version_id
 from mockups.api.models import JobApiContext, UploadedFile
 from mockups.jobs.media import media_url
 from mockups.jobs.models import Job, JobSource, JobStatus, Variation, VariationStatus
-from mockups.jobs.services import job_eta_seconds, job_queue_position
+from mockups.jobs.services import QueueView, queue_view
 from mockups.jobs.snapshots import job_cost_per_image
 
 PREDICTION_STATUS = {
@@ -83,7 +83,9 @@ def _variation(variation: Variation, base: str) -> dict[str, Any]:
     }
 
 
-def mockup_representation(job: Job, *, base: str) -> dict[str, Any]:
+def mockup_representation(job: Job, *, base: str, queue: QueueView | None = None) -> dict[str, Any]:
+    """One job as the native API shows it; a list passes one ``queue`` (:func:`queue_view`) for all."""
+    queue = queue or queue_view(jobs=[job])
     mockup_path = reverse("api:mockup_get", args=[job.public_id])
     params = job.parameters or {}
     return {
@@ -93,8 +95,8 @@ def mockup_representation(job: Job, *, base: str) -> dict[str, Any]:
         "started_at": job.started_at,
         "finished_at": job.finished_at,
         "product_name": job.product_name,
-        "queue_position": job_queue_position(job=job),
-        "eta_seconds": job_eta_seconds(job=job),
+        "queue_position": queue.position(job),
+        "eta_seconds": queue.eta_seconds(job),
         "original": _media(job.original.name, base),
         "cutout": _media(job.cutout.name, base),
         "mask": _media(job.mask.name, base),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -205,30 +206,84 @@ def _enqueue_generate(job: Job) -> None:
 # -- queue position and ETA -------------------------------------------------------------------
 
 
+WAITING_STATUSES = (JobStatus.QUEUED, JobStatus.PREPARING)
+ETA_HISTORY = 20
+
+
+def _ahead_of(job: Job) -> Q:
+    """Jobs created before ``job`` (ties broken by id): the queue's order."""
+    return Q(created_at__lt=job.created_at) | Q(created_at=job.created_at, id__lt=job.id)
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """The queue as one request sees it: places of the jobs it shows, recent GPU time, running jobs.
+
+    Built once per page by :func:`queue_view` in a fixed number of queries, whatever the page's
+    size, and read per job with :meth:`position` and :meth:`eta_seconds`.
+    """
+
+    positions: dict[int, int]
+    seconds_per_job: float | None
+    running: int
+
+    def position(self, job: Job) -> int:
+        """1 = next to reach the GPU; 0 once running or done."""
+        return self.positions.get(job.id, 0) if job.status in WAITING_STATUSES else 0
+
+    def eta_seconds(self, job: Job) -> float | None:
+        """Seconds until the job is done, from the recent GPU time per job; None until there is history."""
+        if job.is_final:
+            return 0.0
+        if self.seconds_per_job is None:
+            return None
+        return self.seconds_per_job * (self.position(job) + self.running)
+
+
+def queue_view(*, jobs: Sequence[Job]) -> QueueView:
+    """Where ``jobs`` stand in the queue of every merchant: at most four queries for any number of jobs.
+
+    Waiting jobs (queued or preparing) are placed by creation: the number of jobs ahead of the
+    oldest one shown is counted once, and the waiting jobs from it to the newest one shown are read
+    in order (a stretch of the queue, never more than the queue holds).
+    """
+    waiting = sorted(
+        (job for job in jobs if job.status in WAITING_STATUSES), key=lambda j: (j.created_at, j.id)
+    )
+    positions: dict[int, int] = {}
+    if waiting:
+        queue = Job.objects.filter(status__in=WAITING_STATUSES)
+        first, last = waiting[0], waiting[-1]
+        ahead = queue.filter(_ahead_of(first)).count()
+        if first.id == last.id:
+            positions[first.id] = ahead + 1
+        else:
+            stretch = (
+                queue.exclude(_ahead_of(first))
+                .filter(_ahead_of(last) | Q(id=last.id))
+                .order_by("created_at", "id")
+                .values_list("id", flat=True)
+            )
+            positions = {job_id: ahead + place for place, job_id in enumerate(stretch, start=1)}
+    seconds_per_job: float | None = None
+    running = 0
+    if any(not job.is_final for job in jobs):
+        recent = sorted(
+            Job.objects.filter(status=JobStatus.SUCCEEDED, gpu_seconds__gt=0)
+            .order_by("-finished_at")
+            .values_list("gpu_seconds", flat=True)[:ETA_HISTORY]
+        )
+        if recent:
+            seconds_per_job = recent[len(recent) // 2]
+            running = Job.objects.filter(status=JobStatus.GENERATING).count()
+    return QueueView(positions=positions, seconds_per_job=seconds_per_job, running=running)
+
+
 def job_queue_position(*, job: Job) -> int:
     """1 = next to reach the GPU. Jobs ahead: queued or preparing ones created earlier, of any merchant."""
-    if job.status not in (JobStatus.QUEUED, JobStatus.PREPARING):
+    if job.status not in WAITING_STATUSES:
         return 0
-    ahead = Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.PREPARING]).filter(
-        Q(created_at__lt=job.created_at) | Q(created_at=job.created_at, id__lt=job.id)
-    )
-    return ahead.count() + 1
-
-
-def job_eta_seconds(*, job: Job) -> float | None:
-    """Seconds until the job is done, from the recent GPU time per job; None until there is history."""
-    if job.is_final:
-        return 0.0
-    recent = list(
-        Job.objects.filter(status=JobStatus.SUCCEEDED, gpu_seconds__gt=0)
-        .order_by("-finished_at")
-        .values_list("gpu_seconds", flat=True)[:20]
-    )
-    if not recent:
-        return None
-    per_job = sorted(recent)[len(recent) // 2]
-    running = Job.objects.filter(status=JobStatus.GENERATING).count()
-    return per_job * (job_queue_position(job=job) + running)
+    return Job.objects.filter(status__in=WAITING_STATUSES).filter(_ahead_of(job)).count() + 1
 
 
 # -- the workers' claims ------------------------------------------------------------------------

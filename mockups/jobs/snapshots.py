@@ -8,7 +8,7 @@ from django.conf import settings
 
 from mockups.jobs.media import media_url
 from mockups.jobs.models import Job
-from mockups.jobs.services import job_eta_seconds, job_queue_position
+from mockups.jobs.services import queue_view
 
 
 def job_cost_per_image(job: Job) -> float:
@@ -18,13 +18,14 @@ def job_cost_per_image(job: Job) -> float:
 
 def job_snapshot(job: Job) -> dict[str, Any]:
     variations = list(job.variations.all())
+    queue = queue_view(jobs=[job])
     return {
         "id": str(job.public_id),
         "status": job.status,
         "attempts": job.attempts,
         "seq": job.event_seq,
-        "position": job_queue_position(job=job),
-        "eta_seconds": job_eta_seconds(job=job),
+        "position": queue.position(job),
+        "eta_seconds": queue.eta_seconds(job),
         "product_name": job.product_name,
         "created_at": job.created_at.isoformat(),
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
