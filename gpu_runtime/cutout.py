@@ -112,8 +112,10 @@ class BackgroundRemover:
     ``allow_fallback`` the remover uses GrabCut (and says so in :meth:`health`); without, the
     constructor raises :class:`CutoutModelMissing` - a clear error at start, not at the first job.
     A file that onnxruntime cannot load is found at the first load: with ``allow_fallback`` the
-    remover switches to GrabCut for good (``health()["last_error"]`` says why), without it every
-    call raises :class:`CutoutModelUnusable`.
+    remover switches to GrabCut (``health()["last_error"]`` says why), without it every call raises
+    :class:`CutoutModelUnusable`. A remover on GrabCut looks for the model file again before each
+    photo (one ``stat``): a file put in place, or a broken one replaced, is loaded and used from
+    that photo on, without restarting the worker.
     ``model_name`` picks rembg's session class of that name (u2net, u2netp, u2net_human_seg,
     silueta, isnet-general-use, birefnet-*...) for its pre- and post-processing; an unknown name
     is run as a u2net-style model (rembg's ``u2net_custom``).
@@ -131,6 +133,7 @@ class BackgroundRemover:
         self._lock = threading.Lock()
         self._session: BaseSession | None = None
         self._last_error: str | None = None
+        self._rejected: tuple[int, int] | None = None  # (size, mtime) of a file that would not load
         self._use_model = self.model_path is not None and self.model_path.is_file()
         if not self._use_model:
             missing = CutoutModelMissing(model_dir=self.model_dir, model_name=model_name)
@@ -218,7 +221,7 @@ class BackgroundRemover:
             mask_array = np.asarray(alpha)
             confidence = _confidence_of_alpha(rgb, mask_array)
             method = "alpha"
-        elif self._use_model and self._session_or_fallback() is not None:
+        elif (self._use_model or self._model_arrived()) and self._session_or_fallback() is not None:
             mask_array, confidence = self._rembg_mask(rgb)
             method = self.method
         else:
@@ -236,15 +239,37 @@ class BackgroundRemover:
         )
 
     def _session_or_fallback(self) -> BaseSession | None:
-        """The session; or, when it cannot load and a fallback is allowed, None (and GrabCut from now on)."""
+        """The session; or, when it cannot load and a fallback is allowed, None (and GrabCut until
+        the file changes)."""
         try:
             return self.session()
         except CutoutError:
             if not self.allow_fallback:
                 raise
-            logger.error("cutout: %s Falling back to GrabCut for this process.", self._last_error)
+            logger.error("cutout: %s Falling back to GrabCut until the file is replaced.", self._last_error)
+            self._rejected = self._model_file_stamp()
             self._use_model = False
             return None
+
+    def _model_file_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self.model_path.stat() if self.model_path is not None else None
+        except OSError:
+            return None
+        return (stat.st_size, stat.st_mtime_ns) if stat is not None else None
+
+    def _model_arrived(self) -> bool:
+        """On GrabCut: is there now a model file, other than one that already failed to load?"""
+        if self.model_path is None:
+            return False
+        stamp = self._model_file_stamp()
+        if stamp is None or stamp == self._rejected:
+            return False
+        with self._lock:
+            if not self._use_model:
+                logger.info("cutout: %s has appeared; switching from GrabCut to rembg.", self.model_path)
+                self._use_model = True
+        return True
 
     def _rembg_mask(self, rgb: Image.Image) -> tuple[np.ndarray, float]:
         session = self.session()

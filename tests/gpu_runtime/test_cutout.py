@@ -179,6 +179,39 @@ def test_a_model_file_onnxruntime_cannot_read_is_a_clear_error_or_a_fallback(tmp
     assert "could not load" in str(lenient.health()["last_error"])
 
 
+def test_a_model_file_put_in_place_after_start_is_used_from_the_next_photo_on(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    remover = BackgroundRemover(model_dir=tmp_path, model_name="u2net", allow_fallback=True)
+    photo = product_photo("bottle", width=256, height=192).image
+    assert remover.remove_background(photo).method == "grabcut"
+
+    shutil.copy(model_dir / "u2net.onnx", tmp_path / "u2net.onnx")
+
+    assert remover.remove_background(photo).method == "rembg:u2net"
+    health = remover.health()
+    assert health["method"] == "rembg:u2net" and health["loaded"] is True
+    assert health["last_error"] is None
+
+
+def test_a_broken_model_file_is_tried_once_and_again_only_when_it_is_replaced(
+    model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "u2net.onnx").write_bytes(b"this is not an onnx model" * 10)
+    remover = BackgroundRemover(model_dir=tmp_path, model_name="u2net", allow_fallback=True)
+    photo = product_photo("jar", width=256, height=192).image
+
+    with caplog.at_level("ERROR", logger="gpu_runtime.cutout"):
+        methods = [remover.remove_background(photo).method for _ in range(3)]
+    assert methods == ["grabcut"] * 3
+    assert sum("Falling back to GrabCut" in record.message for record in caplog.records) == 1
+
+    shutil.copy(model_dir / "u2net.onnx", tmp_path / "u2net.onnx")
+
+    assert remover.remove_background(photo).method == "rembg:u2net"
+    assert remover.health()["last_error"] is None
+
+
 @pytest.mark.parametrize("kind", PRODUCT_KINDS)
 def test_grabcut_separates_a_product_from_a_studio_backdrop(
     kind: str, grabcut_remover: BackgroundRemover
