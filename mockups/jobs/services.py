@@ -191,10 +191,11 @@ def _active_limit_check(merchant: Merchant) -> None:
 
 
 def _enqueue_prepare(job: Job) -> None:
+    """The "queued" event, then the message: a worker's first event can never overtake it."""
     from mockups.jobs.tasks import job_prepare
 
-    job_prepare.send(str(job.public_id))
     event_publish(job=job, type="job.status", status=job.status, position=job_queue_position(job=job))
+    job_prepare.send(str(job.public_id))
 
 
 def _enqueue_generate(job: Job) -> None:
@@ -386,16 +387,18 @@ def job_mark_prepared(
             transaction.on_commit(lambda: _delete_files(names))
             return
         job.refresh_from_db()
+        # Events first, the GPU message last: on commit they go out in this order, so the GPU
+        # worker's "generating" can never be numbered or delivered before this stage's events.
+        event_publish(
+            job=job,
+            type="job.cutout",
+            cutout=media_url(job.cutout.name),
+            mask=media_url(job.mask.name),
+            confidence=confidence,
+            method=method,
+        )
+        event_publish(job=job, type="job.status", status=job.status, position=job_queue_position(job=job))
         transaction.on_commit(lambda: _enqueue_generate(job))
-    event_publish(
-        job=job,
-        type="job.cutout",
-        cutout=media_url(job.cutout.name),
-        mask=media_url(job.mask.name),
-        confidence=confidence,
-        method=method,
-    )
-    event_publish(job=job, type="job.status", status=job.status, position=job_queue_position(job=job))
 
 
 def _delete_files(names: list[str]) -> None:
@@ -566,8 +569,8 @@ def variation_regenerate(*, job: Job, index: int, seed: int | None = None) -> Va
             error_code="",
         )
         job.refresh_from_db()
-        transaction.on_commit(lambda: _enqueue_generate(job))
-    event_publish(job=job, type="job.status", status=job.status, position=job_queue_position(job=job))
+        event_publish(job=job, type="job.status", status=job.status, position=job_queue_position(job=job))
+        transaction.on_commit(lambda: _enqueue_generate(job))  # after the event (see job_mark_prepared)
     variation.refresh_from_db()
     return variation
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import dramatiq
 import pytest
 from django.core.files.storage import default_storage
 from PIL import Image
@@ -79,6 +80,56 @@ def test_a_job_becomes_five_pixel_exact_variations(tenants, engine_settings, run
     assert types[-1] == "job.status" and heard[-1]["status"] == "succeeded"
     assert types.count("variation.succeeded") == 5
     assert "variation.progress" in types
+
+
+class Timeline(dramatiq.Middleware):
+    """What happened, in order: each event as it is delivered and each stage message as it is sent."""
+
+    def __init__(self) -> None:
+        self.entries: list[str] = []
+
+    def before_enqueue(self, broker, message, delay) -> None:
+        self.entries.append(f"send {message.actor_name}")
+
+    def heard(self, job, message) -> None:
+        self.entries.append(f"event {message['type']} {message.get('status', '')}".strip())
+
+
+@pytest.fixture
+def timeline(stub_broker):
+    recorder = Timeline()
+    stub_broker.add_middleware(recorder)
+    events.event_listener_add(recorder.heard)
+    yield recorder.entries
+    events._listeners.remove(recorder.heard)
+
+
+def test_a_stage_sends_its_events_before_the_message_that_starts_the_next(
+    tenants, engine_settings, run_queues, timeline
+):
+    """Otherwise the next worker's "preparing" or "generating" can overtake "queued" on the socket."""
+    job = create(tenants, count=2)
+    run_queues()
+    variation_regenerate(job=Job.objects.get(pk=job.pk), index=1, seed=5)
+    run_queues()
+
+    stages = [entry for entry in timeline if entry.startswith(("send job_", "event job."))]
+    assert stages[:8] == [
+        "event job.status queued",
+        "send job_prepare",
+        "event job.status preparing",
+        "event job.cutout",
+        "event job.status queued",
+        "send job_generate",
+        "event job.status generating",
+        "event job.status succeeded",
+    ]
+    assert stages[8:] == [
+        "event job.status queued",
+        "send job_generate",
+        "event job.status generating",
+        "event job.status succeeded",
+    ]
 
 
 def test_a_queued_job_that_is_canceled_never_reaches_the_gpu(tenants, engine_settings, run_queues):
