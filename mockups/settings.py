@@ -278,6 +278,10 @@ SDXL_BASE_MODEL = env_str("SDXL_BASE_MODEL", "stabilityai/stable-diffusion-xl-ba
 SDXL_CONTROLNET_MODEL = env_str("SDXL_CONTROLNET_MODEL", "diffusers/controlnet-canny-sdxl-1.0")
 MODEL_DTYPE = env_str("MODEL_DTYPE", "auto")  # auto, fp16, bf16, fp32
 ENGINE_COMPILE = env_bool("ENGINE_COMPILE", False)  # torch.compile the UNet and ControlNet (CUDA)
+# Compiled kernels and autotuning results outlive the worker (torch's default is under /tmp), so a
+# restarted GPU worker with ENGINE_COMPILE loads them instead of compiling for minutes again.
+COMPILE_CACHE_DIR = Path(env_str("TORCHINDUCTOR_CACHE_DIR", str(DATA_DIR / "cache" / "torch-compile")))
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(COMPILE_CACHE_DIR)
 REMBG_MODEL_DIR = Path(env_str("REMBG_MODEL_DIR", str(MODELS_DIR / "rembg")))
 REMBG_MODEL = env_str("REMBG_MODEL", "u2net")
 GPU_HOURLY_PRICE = env_float("GPU_HOURLY_PRICE", 2.50)

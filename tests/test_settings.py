@@ -87,6 +87,20 @@ def test_nothing_configured_means_the_embedded_default(tmp_path):
     assert (tmp_path / "data" / "secret_key").exists()
 
 
+def test_compiled_kernels_are_kept_under_the_data_folder_unless_torch_is_told_otherwise(tmp_path):
+    code = "import os; print(os.environ['TORCHINDUCTOR_CACHE_DIR'])"
+    kept = run_manage(
+        {"DATA_DIR": str(tmp_path / "data"), "TORCHINDUCTOR_CACHE_DIR": ""}, "shell", "-c", code
+    )
+    assert kept.returncode == 0, kept.stderr
+    assert kept.stdout.strip().splitlines()[-1] == str(tmp_path / "data" / "cache" / "torch-compile")
+
+    chosen = run_manage(
+        {"DATA_DIR": str(tmp_path), "TORCHINDUCTOR_CACHE_DIR": "/srv/kernels"}, "shell", "-c", code
+    )
+    assert chosen.stdout.strip().splitlines()[-1] == "/srv/kernels"
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
