@@ -198,13 +198,7 @@ def save_components(components: SdxlComponents, folder: Path) -> None:
     from diffusers import StableDiffusionXLPipeline
 
     pipeline: Any = StableDiffusionXLPipeline(
-        vae=components.vae,
-        text_encoder=components.text_encoder,
-        text_encoder_2=components.text_encoder_2,
-        tokenizer=components.tokenizer,
-        tokenizer_2=components.tokenizer_2,
-        unet=components.unet,
-        scheduler=components.scheduler,
+        **components.sdxl_parts(),
         force_zeros_for_empty_prompt=True,
         add_watermarker=False,
     )
@@ -349,15 +343,7 @@ def time_naive(
     from diffusers import StableDiffusionXLControlNetPipeline
 
     pipe: Any = StableDiffusionXLControlNetPipeline(
-        vae=components.vae,
-        text_encoder=components.text_encoder,
-        text_encoder_2=components.text_encoder_2,
-        tokenizer=components.tokenizer,
-        tokenizer_2=components.tokenizer_2,
-        unet=components.unet,
-        controlnet=components.controlnet,
-        scheduler=components.scheduler,
-        add_watermarker=False,
+        **components.sdxl_parts(), controlnet=components.controlnet, add_watermarker=False
     )
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)

@@ -126,6 +126,18 @@ class SdxlComponents:
     tokenizer_2: Any
     scheduler: Any
 
+    def sdxl_parts(self) -> dict[str, Any]:
+        """What every diffusers SDXL pipeline takes, ControlNet aside, as keyword arguments."""
+        return {
+            "vae": self.vae,
+            "text_encoder": self.text_encoder,
+            "text_encoder_2": self.text_encoder_2,
+            "tokenizer": self.tokenizer,
+            "tokenizer_2": self.tokenizer_2,
+            "unet": self.unet,
+            "scheduler": self.scheduler,
+        }
+
 
 # --- loading ------------------------------------------------------------------------------------
 
@@ -428,14 +440,8 @@ class Engine:
         device = _resolve_device(config.device)
         dtype = _resolve_dtype(config.dtype, device)
         pipe = StableDiffusionXLControlNetInpaintPipeline(
-            vae=components.vae,
-            text_encoder=components.text_encoder,
-            text_encoder_2=components.text_encoder_2,
-            tokenizer=components.tokenizer,
-            tokenizer_2=components.tokenizer_2,
-            unet=components.unet,
+            **components.sdxl_parts(),
             controlnet=components.controlnet,
-            scheduler=components.scheduler,
             requires_aesthetics_score=False,
             force_zeros_for_empty_prompt=True,
             add_watermarker=False,
